@@ -1,0 +1,53 @@
+"""The Celery application: broker, serialization, delivery guarantees and queues."""
+
+import os
+import threading
+
+from celery import Celery
+from celery.signals import beat_init
+from kombu import Queue
+
+from pipeline.settings import get_settings
+
+UPLOADS_QUEUE = "uploads"
+
+# Longest any task may run; the broker must not redeliver a message before this has passed.
+MAX_TASK_SECONDS = 2 * 60 * 60
+
+settings = get_settings()
+# librosa compiles with numba; a writable on-disk cache means a worker compiles once, not per start.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(settings.work_dir / "numba-cache"))
+
+app = Celery("pipeline", broker=settings.broker_url, include=["pipeline.tasks"])
+app.conf.update(
+    # JSON only: a message never carries pickled objects, and any language can send one.
+    task_serializer="json",
+    accept_content=["json"],
+    result_serializer="json",
+    task_ignore_result=True,
+    # A task is acknowledged when it ends, not when it starts: a worker that dies mid-task
+    # leaves its message to be delivered again (every step is safe to run twice).
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    # Redis redelivers an unacknowledged message after the visibility timeout: it must exceed
+    # the longest hard time limit, or a slow task would run twice at once.
+    broker_transport_options={"visibility_timeout": MAX_TASK_SECONDS + 15 * 60},
+    broker_connection_retry_on_startup=True,
+    task_default_queue=UPLOADS_QUEUE,
+    task_queues=[Queue(UPLOADS_QUEUE)],
+    # Events for Flower: every task with its name, arguments (ids only) and state.
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    task_track_started=True,
+    worker_hijack_root_logger=False,
+    timezone="UTC",
+)
+
+
+@beat_init.connect
+def _start_dispatcher(**_: object) -> None:
+    """The scheduler process also feeds the queue from the database (see pipeline.dispatch)."""
+    from pipeline.dispatch import run_dispatcher  # imports the tasks, which import this module
+
+    threading.Thread(target=run_dispatcher, args=(settings, threading.Event()), daemon=True).start()

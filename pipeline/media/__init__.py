@@ -1,0 +1,1 @@
+"""Pure media work on local files: probing, transcoding, checking renditions. No database, S3 or Celery."""

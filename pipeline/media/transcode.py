@@ -1,0 +1,203 @@
+"""Renditions from one upload: one ffmpeg decode for every full-length rendition and the analysis PCM,
+then a short seek-and-encode per excerpt (the preview), each result checked with ffprobe."""
+
+import logging
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.errors import ContentError, Reason
+from pipeline.media.probe import ALLOWED_DEMUXERS, ProbeResult, probe
+from pipeline.media.profiles import RenditionProfile, RenditionSet
+from pipeline.media.runner import ToolError, ToolTimeout, run_tool
+
+log = logging.getLogger(__name__)
+
+# The analysis step reads mono 16-bit little-endian PCM at this rate.
+PCM_SAMPLE_RATE = 22050
+PCM_DTYPE = np.dtype("<i2")
+
+_GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-v", "error")
+
+
+class Rendition(BaseModel):
+    """A rendition file as ffprobe sees it after encoding."""
+
+    model_config = ConfigDict(frozen=True)
+
+    profile: str
+    path: Path
+    content_type: str
+    size_bytes: int
+    duration_seconds: float
+    codec: str
+    bit_rate: int | None
+    sample_rate: int
+    channels: int
+    start_seconds: float = 0.0  # where an excerpt begins in the source
+
+
+class TranscodeResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    renditions: tuple[Rendition, ...]
+    pcm_path: Path  # mono s16le at PCM_SAMPLE_RATE, for analysis
+
+
+def transcode(
+    source: Path,
+    info: ProbeResult,
+    profiles: RenditionSet,
+    out_dir: Path,
+    *,
+    timeout: float,
+    cpu_seconds: int,
+) -> TranscodeResult:
+    pcm_path = out_dir / "analysis.s16le"
+    full = {p.name: out_dir / f"{p.name}.{p.extension}" for p in profiles.full_length}
+    _run(full_length_command(source, info, profiles.full_length, full, pcm_path), timeout, cpu_seconds)
+    pcm = (
+        np.memmap(pcm_path, dtype=PCM_DTYPE, mode="r") if pcm_path.stat().st_size else np.zeros(0, PCM_DTYPE)
+    )
+    if pcm.size == 0:
+        raise ContentError(Reason.DECODE_ERROR, "the audio stream decoded to nothing")
+    decoded_seconds = pcm.size / PCM_SAMPLE_RATE
+
+    renditions = [
+        check_rendition(full[p.name], p, info, expected_seconds=decoded_seconds, timeout=timeout)
+        for p in profiles.full_length
+    ]
+    for profile in profiles.excerpts:
+        assert profile.duration_seconds is not None
+        length = min(profile.duration_seconds, decoded_seconds)
+        start = choose_excerpt_start(pcm, PCM_SAMPLE_RATE, length)
+        target = out_dir / f"{profile.name}.{profile.extension}"
+        _run(excerpt_command(source, info, profile, start, length, target), timeout, cpu_seconds)
+        rendition = check_rendition(target, profile, info, expected_seconds=length, timeout=timeout)
+        renditions.append(rendition.model_copy(update={"start_seconds": start}))
+    return TranscodeResult(renditions=tuple(renditions), pcm_path=pcm_path)
+
+
+def _source(source: Path, info: ProbeResult, **input_options: float) -> ffmpeg.Stream:
+    # The demuxer is forced to what the probe found, so ffmpeg cannot be talked into another.
+    stream = ffmpeg.input(
+        f"file:{source}",
+        f=info.demuxer,
+        protocol_whitelist="file",
+        format_whitelist=",".join(ALLOWED_DEMUXERS),
+        **input_options,
+    )
+    return stream[str(info.audio.index)]
+
+
+def _encode_options(profile: RenditionProfile, info: ProbeResult) -> dict[str, str | int]:
+    return {
+        "f": profile.muxer,
+        "acodec": profile.codec,
+        "audio_bitrate": f"{profile.bitrate_kbps}k",
+        "ar": profile.sample_rate,
+        "ac": min(profile.channels, info.audio.channels),  # never upmix mono
+        # No tags, no pictures: metadata lives in the database, not in the files we serve.
+        "map_metadata": -1,
+        "id3v2_version": 0,
+        "write_id3v1": 0,
+        "write_xing": 1,  # the Xing/LAME frame is what makes a CBR/VBR MP3 seekable
+    }
+
+
+def full_length_command(
+    source: Path,
+    info: ProbeResult,
+    profiles: tuple[RenditionProfile, ...],
+    targets: dict[str, Path],
+    pcm_path: Path,
+) -> list[str]:
+    audio = _source(source, info)
+    outputs = [audio.output(f"file:{targets[p.name]}", **_encode_options(p, info)) for p in profiles]
+    outputs.append(
+        audio.output(
+            f"file:{pcm_path}", f="s16le", acodec="pcm_s16le", ac=1, ar=PCM_SAMPLE_RATE, map_metadata=-1
+        )
+    )
+    return ffmpeg.merge_outputs(*outputs).global_args(*_GLOBAL_ARGS).overwrite_output().compile()
+
+
+def excerpt_command(
+    source: Path, info: ProbeResult, profile: RenditionProfile, start: float, length: float, target: Path
+) -> list[str]:
+    audio = _source(source, info, ss=round(start, 3), t=round(length, 3))
+    fade = min(profile.fade_seconds, length / 4)
+    if fade > 0:
+        audio = audio.filter("afade", t="in", st=0, d=fade).filter("afade", t="out", st=length - fade, d=fade)
+    output = audio.output(f"file:{target}", **_encode_options(profile, info))
+    return output.global_args(*_GLOBAL_ARGS).overwrite_output().compile()
+
+
+def choose_excerpt_start(pcm: np.ndarray, sample_rate: int, length: float) -> float:
+    """Start (s) of the loudest `length`-second window, skipping the intro: a chorus more often than not.
+
+    Reads the PCM one second at a time, so a memory-mapped three-hour file stays cheap.
+    """
+    total_seconds = pcm.size // sample_rate
+    window = int(np.ceil(length))
+    if total_seconds <= window:
+        return 0.0
+    energy = np.empty(total_seconds, dtype=np.float64)
+    step = 60  # seconds per read
+    for first in range(0, total_seconds, step):
+        last = min(first + step, total_seconds)
+        block = np.asarray(pcm[first * sample_rate : last * sample_rate], dtype=np.float32)
+        energy[first:last] = np.square(block.reshape(last - first, sample_rate)).mean(axis=1)
+    window_energy = np.convolve(energy, np.ones(window), mode="valid")
+    earliest = min(int(total_seconds * 0.1), window_energy.size - 1)
+    return float(earliest + int(np.argmax(window_energy[earliest:])))
+
+
+def check_rendition(
+    path: Path, profile: RenditionProfile, info: ProbeResult, *, expected_seconds: float, timeout: float
+) -> Rendition:
+    """Probes an encoded file and refuses it unless codec, bit rate, format and duration are as asked."""
+    out = probe(path, timeout=timeout, cpu_seconds=int(timeout))
+    problems = []
+    if out.audio.codec != profile.probed_codec:
+        problems.append(f"codec {out.audio.codec}")
+    if (
+        out.audio.bit_rate
+        and abs(out.audio.bit_rate - profile.bitrate_kbps * 1000) > profile.bitrate_kbps * 20
+    ):
+        problems.append(f"bit rate {out.audio.bit_rate}")
+    if out.audio.channels != min(profile.channels, info.audio.channels):
+        problems.append(f"{out.audio.channels} channels")
+    if out.audio.sample_rate != profile.sample_rate:
+        problems.append(f"sample rate {out.audio.sample_rate}")
+    tolerance = max(0.2, expected_seconds * 0.005)
+    if abs(out.duration_seconds - expected_seconds) > tolerance:
+        problems.append(f"duration {out.duration_seconds:.2f} s, expected {expected_seconds:.2f} s")
+    if problems:
+        raise ContentError(
+            Reason.RENDITION_INVALID, f"{profile.name} rendition is wrong: " + ", ".join(problems)
+        )
+    return Rendition(
+        profile=profile.name,
+        path=path,
+        content_type=profile.content_type,
+        size_bytes=out.size_bytes,
+        duration_seconds=out.duration_seconds,
+        codec=out.audio.codec,
+        bit_rate=out.audio.bit_rate,
+        sample_rate=out.audio.sample_rate,
+        channels=out.audio.channels,
+    )
+
+
+def _run(argv: list[str], timeout: float, cpu_seconds: int) -> None:
+    try:
+        run_tool(argv, timeout=timeout, cpu_seconds=cpu_seconds)
+    except ToolTimeout as exc:
+        raise ContentError(Reason.TIMEOUT, str(exc)) from exc
+    except ToolError as exc:
+        raise ContentError(
+            Reason.DECODE_ERROR, f"ffmpeg could not decode the audio: {exc.stderr[-300:]}"
+        ) from exc

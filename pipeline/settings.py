@@ -1,0 +1,46 @@
+"""Runtime configuration, read from the environment (and an optional .env file)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/pipeline"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # the platform cache (song:<id>)
+    broker_url: str = "redis://127.0.0.1:6379/1"  # Celery; kept apart from the cache's keyspace
+
+    s3_bucket: str = "audio-pipeline"
+    # Empty means AWS itself; single-machine runs (demo) start an embedded S3 server instead.
+    s3_endpoint_url: str = ""
+    s3_region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
+
+    renditions_file: Path = REPO_ROOT / "config" / "renditions.toml"
+    work_dir: Path = Path("/tmp/audio-pipeline")  # scratch space for downloads and renditions
+
+    # Policy limits: content over them is `blocked`, checked before any heavy work.
+    max_upload_bytes: int = 500 * 1024 * 1024
+    max_duration_seconds: float = 3 * 60 * 60
+    min_duration_seconds: float = 1.0
+    max_streams: int = 8
+
+    # Every ffmpeg/ffprobe child is killed with its process group past these.
+    probe_timeout_seconds: float = 30.0
+    ffmpeg_timeout_seconds: float = 1800.0
+    ffmpeg_cpu_seconds: int = 3600
+
+    # A lost broker message never loses an upload: pending rows are re-sent after this.
+    redispatch_after_seconds: float = 60.0
+    sweep_interval_seconds: float = 2.0
+    transient_max_retries: int = 5
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

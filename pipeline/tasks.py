@@ -1,0 +1,305 @@
+"""The upload chain: process_upload -> claim -> probe -> transcode -> analyze -> publish.
+
+Steps pass a small `Job` (ids, object keys, metadata) through the broker, never file contents;
+each step downloads what it needs into a scratch directory of its own. Every step first checks
+that its job still owns the upload, so a stale or duplicated chain stops instead of writing.
+"""
+
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import botocore.exceptions
+import numpy as np
+import psycopg
+import psycopg_pool
+import redis
+from celery import Task, chain
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.signals import worker_init
+from pydantic import BaseModel
+
+from pipeline import analysis, cache, db
+from pipeline.celery_app import app, settings
+from pipeline.errors import ContentError, Outcome, Reason
+from pipeline.media import probe as media_probe
+from pipeline.media.profiles import load_profiles
+from pipeline.media.transcode import PCM_DTYPE, PCM_SAMPLE_RATE
+from pipeline.media.transcode import transcode as media_transcode
+from pipeline.storage import get_store
+
+log = logging.getLogger(__name__)
+
+# Outages of the services around us: worth retrying with backoff, never the upload's fault.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    psycopg_pool.PoolTimeout,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectTimeoutError,
+    ConnectionError,
+)
+
+
+class RenditionRef(BaseModel):
+    key: str
+    size_bytes: int
+    bit_rate: int | None
+    duration_seconds: float
+    start_seconds: float
+
+
+class Job(BaseModel):
+    upload_id: str
+    song_id: str
+    job_id: str
+    raw_key: str
+    probe: media_probe.ProbeResult | None = None
+    cover_key: str | None = None
+    album: str | None = None
+    genre: str | None = None
+    renditions: dict[str, RenditionRef] = {}
+    profile_version: int | None = None
+    pcm_key: str | None = None
+    analysis: dict[str, Any] | None = None
+
+    def log_context(self, step: str) -> str:
+        return f"upload={self.upload_id} song={self.song_id} step={step}"
+
+
+class PipelineTask(Task):
+    """Retry policy and failure recording shared by every step."""
+
+    autoretry_for = TRANSIENT_ERRORS
+    max_retries = settings.transient_max_retries
+    retry_backoff = 2
+    retry_backoff_max = 120
+    retry_jitter = True
+    throws = (ContentError,)  # expected outcomes: logged without a traceback
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        if not args or not isinstance(args[0], dict):
+            return  # the claim step: the upload is still pending and the sweep will send it again
+        job = Job.model_validate(args[0])
+        outcome, reason, message = _classify(exc)
+        log.warning("%s outcome=%s reason=%s: %s", job.log_context(self.name), outcome, reason, message)
+        try:
+            if db.finish_with_error(
+                settings,
+                upload_id=job.upload_id,
+                job_id=job.job_id,
+                outcome=outcome,
+                reason=reason,
+                message=message,
+            ):
+                cache.invalidate_song(settings, job.song_id)
+            get_store(settings).delete_prefix(_work_prefix(job.upload_id))
+        except Exception:
+            log.exception(
+                "%s could not record the failure; the upload's lease will expire", job.log_context("fail")
+            )
+
+
+def _classify(exc: BaseException) -> tuple[Outcome, Reason, str]:
+    if isinstance(exc, ContentError):
+        return exc.outcome, exc.reason, exc.message
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return Outcome.FAILED, Reason.TIMEOUT, "the step ran over its time limit"
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return (
+            Outcome.FAILED,
+            Reason.TRANSIENT_EXHAUSTED,
+            f"gave up after retries: {type(exc).__name__}: {exc}",
+        )
+    return Outcome.FAILED, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
+
+
+def _lease_seconds() -> float:
+    # Long enough for the slowest step; the reaper treats an older lease as a dead worker.
+    return settings.ffmpeg_timeout_seconds + 600
+
+
+def _work_prefix(upload_id: str) -> str:
+    return f"work/{upload_id}/"
+
+
+@contextmanager
+def _step(job: Job, step: str) -> Iterator[Path]:
+    """Checks ownership, gives the step a scratch directory, and logs how long it took."""
+    if not db.renew_lease(settings, job.upload_id, job.job_id, _lease_seconds()):
+        log.info("%s skipped: job %s no longer owns the upload", job.log_context(step), job.job_id)
+        raise Ignore()
+    started = time.monotonic()
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings.work_dir, prefix=f"{step}-") as scratch:
+        yield Path(scratch)
+    log.info("%s done in %.2f s", job.log_context(step), time.monotonic() - started)
+
+
+def upload_chain(upload_id: str) -> chain:
+    return chain(claim.si(upload_id), probe.s(), transcode.s(), analyze.s(), publish.s())
+
+
+@app.task(name="pipeline.process_upload", bind=True, base=PipelineTask, soft_time_limit=30, time_limit=60)
+def process_upload(self: Task, upload_id: str) -> None:
+    """The entry point the upload API may send by name with the upload id; becomes the chain."""
+    raise self.replace(upload_chain(upload_id))
+
+
+@app.task(name="pipeline.claim", bind=True, base=PipelineTask, soft_time_limit=30, time_limit=60)
+def claim(self: Task, upload_id: str) -> dict[str, Any]:
+    job_id = self.request.id
+    claimed = db.claim_upload(settings, upload_id, job_id, _lease_seconds())
+    if claimed is None:
+        log.info("upload=%s step=claim skipped: not pending, or claimed by another job", upload_id)
+        raise Ignore()
+    if claimed.song_status_changed:
+        cache.invalidate_song(settings, claimed.song_id)
+    log.info("upload=%s song=%s step=claim attempt=%d", upload_id, claimed.song_id, claimed.attempts)
+    job = Job(upload_id=upload_id, song_id=claimed.song_id, job_id=job_id, raw_key=claimed.storage_key)
+    return job.model_dump(mode="json")
+
+
+@app.task(name="pipeline.probe", bind=True, base=PipelineTask, soft_time_limit=300, time_limit=360)
+def probe(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
+    job = Job.model_validate(payload)
+    with _step(job, "probe") as scratch:
+        source = _download_raw(job, scratch)
+        info = media_probe.probe(source, timeout=settings.probe_timeout_seconds, cpu_seconds=60)
+        _enforce_policy(info)
+        song = db.song_fields(settings, job.song_id)
+        job.probe = info
+        job.album = None if song.album else info.tags.get("album", "")[:255] or None
+        job.genre = None if song.genre else info.tags.get("genre", "")[:50] or None
+        if song.cover_image_key is None:
+            job.cover_key = _store_cover(job, source, info, scratch)
+    return job.model_dump(mode="json")
+
+
+def _download_raw(job: Job, scratch: Path) -> Path:
+    target = scratch / "source"
+    get_store(settings).download(job.raw_key, target, max_bytes=settings.max_upload_bytes)
+    return target
+
+
+def _enforce_policy(info: media_probe.ProbeResult) -> None:
+    if info.stream_count > settings.max_streams:
+        raise ContentError(
+            Reason.TOO_MANY_STREAMS, f"{info.stream_count} streams; at most {settings.max_streams}"
+        )
+    if info.duration_seconds > settings.max_duration_seconds:
+        raise ContentError(
+            Reason.TOO_LONG,
+            f"{info.duration_seconds:.0f} s long; at most {settings.max_duration_seconds:.0f} s",
+        )
+    if info.duration_seconds < settings.min_duration_seconds:
+        raise ContentError(
+            Reason.TOO_SHORT,
+            f"{info.duration_seconds:.2f} s long; at least {settings.min_duration_seconds:.1f} s",
+        )
+
+
+def _store_cover(job: Job, source: Path, info: media_probe.ProbeResult, scratch: Path) -> str | None:
+    cover = media_probe.extract_cover(source, info, scratch, timeout=settings.probe_timeout_seconds)
+    if cover is None:
+        return None
+    path, content_type = cover
+    key = f"covers/{job.song_id}/{job.upload_id}{path.suffix}"
+    get_store(settings).upload(path, key, content_type=content_type)
+    return key
+
+
+@app.task(name="pipeline.transcode", bind=True, base=PipelineTask, soft_time_limit=2400, time_limit=2460)
+def transcode(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
+    job = Job.model_validate(payload)
+    assert job.probe is not None
+    with _step(job, "transcode") as scratch:
+        source = _download_raw(job, scratch)
+        profiles = load_profiles(settings.renditions_file)
+        result = media_transcode(
+            source,
+            job.probe,
+            profiles,
+            scratch,
+            timeout=settings.ffmpeg_timeout_seconds,
+            cpu_seconds=settings.ffmpeg_cpu_seconds,
+        )
+        store = get_store(settings)
+        for rendition in result.renditions:
+            # Keyed by song and upload: a retry overwrites its own objects, a reprocess gets new ones.
+            key = (
+                f"songs/{job.song_id}/{job.upload_id}/{rendition.profile}.{rendition.path.suffix.lstrip('.')}"
+            )
+            store.upload(rendition.path, key, content_type=rendition.content_type)
+            job.renditions[rendition.profile] = RenditionRef(
+                key=key,
+                size_bytes=rendition.size_bytes,
+                bit_rate=rendition.bit_rate,
+                duration_seconds=round(rendition.duration_seconds, 3),
+                start_seconds=rendition.start_seconds,
+            )
+        job.pcm_key = _work_prefix(job.upload_id) + result.pcm_path.name
+        store.upload(
+            result.pcm_path, job.pcm_key, content_type="application/octet-stream", cache_control="no-store"
+        )
+        job.profile_version = profiles.version
+    return job.model_dump(mode="json")
+
+
+@app.task(name="pipeline.analyze", bind=True, base=PipelineTask, soft_time_limit=600, time_limit=660)
+def analyze(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
+    job = Job.model_validate(payload)
+    assert job.pcm_key is not None
+    with _step(job, "analyze") as scratch:
+        pcm_path = scratch / "analysis.s16le"
+        get_store(settings).client.download_file(settings.s3_bucket, job.pcm_key, str(pcm_path))
+        pcm = np.memmap(pcm_path, dtype=PCM_DTYPE, mode="r")
+        samples = np.asarray(pcm, dtype=np.float32) / 32768.0
+        job.analysis = analysis.analyze_pcm(samples, PCM_SAMPLE_RATE).to_metadata()
+    return job.model_dump(mode="json")
+
+
+@app.task(name="pipeline.publish", bind=True, base=PipelineTask, soft_time_limit=60, time_limit=120)
+def publish(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
+    job = Job.model_validate(payload)
+    assert job.probe is not None and job.analysis is not None
+    with _step(job, "publish"):
+        metadata = {
+            **job.analysis,
+            "source": job.probe.source_metadata(),
+            "tags": job.probe.tags,
+            "renditions": {name: ref.model_dump(exclude={"key"}) for name, ref in job.renditions.items()},
+            "profile_version": job.profile_version,
+        }
+        published = db.publish(
+            settings,
+            upload_id=job.upload_id,
+            job_id=job.job_id,
+            song_id=job.song_id,
+            storage_keys={name: ref.key for name, ref in job.renditions.items()},
+            metadata=metadata,
+            duration_seconds=round(job.probe.duration_seconds),
+            album=job.album,
+            genre=job.genre,
+            cover_image_key=job.cover_key,
+        )
+        if not published:
+            raise Ignore()
+        cache.invalidate_song(settings, job.song_id)
+        get_store(settings).delete_prefix(_work_prefix(job.upload_id))
+    return {"upload_id": job.upload_id, "song_id": job.song_id, "status": "ready"}
+
+
+@worker_init.connect
+def _warm_up(**_: object) -> None:
+    """Pays librosa's JIT compilation once in the parent, before the pool forks its children."""
+    started = time.monotonic()
+    analysis.warm_up()
+    log.info("analysis warmed up in %.2f s", time.monotonic() - started)
