@@ -33,16 +33,12 @@ def migrate() -> None:
 
 
 @main.command()
-@click.argument(
-    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--title", help="Song title (default: the file name).")
 @click.option("--artist", help="Song artist (default: 'Unknown artist').")
 @click.option("--user", "user_id", help="Uploader's users.id.")
 @click.option("--no-send", is_flag=True, help="Only write the rows; let the dispatcher pick them up.")
-def submit(
-    files: tuple[Path, ...], title: str | None, artist: str | None, user_id: str | None, no_send: bool
-) -> None:
+def submit(files: tuple[Path, ...], title: str | None, artist: str | None, user_id: str | None, no_send: bool) -> None:
     """Upload FILES the way the platform's upload API does, and print their ids."""
     from pipeline.submit import submit_file
 

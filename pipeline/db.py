@@ -47,9 +47,7 @@ def pool(settings: Settings) -> ConnectionPool:
     return _pool_for(settings.database_url, os.getpid())
 
 
-def claim_upload(
-    settings: Settings, upload_id: str, job_id: str, lease_seconds: float
-) -> ClaimedUpload | None:
+def claim_upload(settings: Settings, upload_id: str, job_id: str, lease_seconds: float) -> ClaimedUpload | None:
     """pending -> processing, at most once per upload. A redelivered claim of the same job gets the
     same answer again; any other job gets None."""
     with pool(settings).connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -197,7 +195,8 @@ def upload_report(settings: Settings, upload_ids: list[str]) -> list[dict[str, A
     with pool(settings).connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             """SELECT u.id::text AS upload_id, u.file_name, u.status AS upload_status, u.error_code,
-                      u.error_message, u.job_id, u.attempts, s.id::text AS song_id, s.title, s.status::text AS song_status,
+                      u.error_message, u.job_id, u.attempts, s.id::text AS song_id, s.title,
+                      s.status::text AS song_status,
                       s.duration_seconds, s.album, s.genre, s.cover_image_key, s.metadata, s.storage_keys
                  FROM uploads u LEFT JOIN songs s ON s.id = u.song_id
                 WHERE u.id = ANY(%s::uuid[]) ORDER BY u.created_at""",

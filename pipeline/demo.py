@@ -42,9 +42,7 @@ def run_demo(workdir: Path, timeout: float) -> int:
             send = index < len(tracks) - 1
             done = submit_file(settings, track.path, title=track.title, artist=track.artist, send_task=send)
             submitted.append((track, done))
-            print(
-                f"submitted {track.path.name:<14} upload={done.upload_id} ({'task sent' if send else 'row only'})"
-            )
+            print(f"submitted {track.path.name:<14} upload={done.upload_id} ({'task sent' if send else 'row only'})")
         ids = [done.upload_id for _, done in submitted]
         started = time.monotonic()
         while (left := db.unfinished_count(settings, ids)) and time.monotonic() - started < timeout:
@@ -72,23 +70,17 @@ def run_demo(workdir: Path, timeout: float) -> int:
 
 def _start(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     log = log_path.open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", *args], stdout=log, stderr=subprocess.STDOUT
-    )
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], stdout=log, stderr=subprocess.STDOUT)
 
 
 def _print_table(results: list[tuple[SampleTrack, dict[str, Any]]]) -> None:
-    header = (
-        f"{'file':<14} {'status':<8} {'secs':>5} {'bpm':>6} {'want':>5} {'key':<9} {'want':<9} {'cam':<4}"
-    )
+    header = f"{'file':<14} {'status':<8} {'secs':>5} {'bpm':>6} {'want':>5} {'key':<9} {'want':<9} {'cam':<4}"
     print(header + "  renditions")
     print("-" * (len(header) + 40))
     for track, row in results:
         meta = row["metadata"] or {}
         sizes = meta.get("renditions", {})
-        renditions = ", ".join(
-            f"{name} {sizes.get(name, {}).get('size_bytes', 0) / 1e6:.2f} MB" for name in sizes
-        )
+        renditions = ", ".join(f"{name} {sizes.get(name, {}).get('size_bytes', 0) / 1e6:.2f} MB" for name in sizes)
         print(
             f"{track.path.name:<14} {row['song_status']:<8} {row['duration_seconds'] or '-':>5} "
             f"{meta.get('bpm') or '-':>6} {track.bpm:>5.0f} {meta.get('key') or '-':<9} {track.key:<9} "

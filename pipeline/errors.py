@@ -45,6 +45,10 @@ class ContentError(Exception):
         self.reason = reason
         self.message = message
 
+    def __reduce__(self) -> tuple[type["ContentError"], tuple[Reason, str]]:
+        # Celery pickles a task's exception to report it; the default would lose reason and message.
+        return (ContentError, (self.reason, self.message))
+
     @property
     def outcome(self) -> Outcome:
         return Outcome.BLOCKED if self.reason in _BLOCKED else Outcome.FAILED

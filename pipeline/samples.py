@@ -29,9 +29,7 @@ _CATALOG: tuple[tuple[str, tuple[str, ...], float, str, str], ...] = (
 )  # fmt: skip
 
 
-def make_samples(
-    out_dir: Path, *, seconds: float = 40.0, formats: tuple[str, ...] | None = None
-) -> list[SampleTrack]:
+def make_samples(out_dir: Path, *, seconds: float = 40.0, formats: tuple[str, ...] | None = None) -> list[SampleTrack]:
     out_dir.mkdir(parents=True, exist_ok=True)
     tracks = []
     for index, (fmt, codec_args, bpm, tonic, mode) in enumerate(_CATALOG):

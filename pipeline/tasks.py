@@ -102,9 +102,7 @@ class PipelineTask(Task):
                 cache.invalidate_song(settings, job.song_id)
             get_store(settings).delete_prefix(_work_prefix(job.upload_id))
         except Exception:
-            log.exception(
-                "%s could not record the failure; the upload's lease will expire", job.log_context("fail")
-            )
+            log.exception("%s could not record the failure; the upload's lease will expire", job.log_context("fail"))
 
 
 def _classify(exc: BaseException) -> tuple[Outcome, Reason, str]:
@@ -191,9 +189,7 @@ def _download_raw(job: Job, scratch: Path) -> Path:
 
 def _enforce_policy(info: media_probe.ProbeResult) -> None:
     if info.stream_count > settings.max_streams:
-        raise ContentError(
-            Reason.TOO_MANY_STREAMS, f"{info.stream_count} streams; at most {settings.max_streams}"
-        )
+        raise ContentError(Reason.TOO_MANY_STREAMS, f"{info.stream_count} streams; at most {settings.max_streams}")
     if info.duration_seconds > settings.max_duration_seconds:
         raise ContentError(
             Reason.TOO_LONG,
@@ -234,9 +230,7 @@ def transcode(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         store = get_store(settings)
         for rendition in result.renditions:
             # Keyed by song and upload: a retry overwrites its own objects, a reprocess gets new ones.
-            key = (
-                f"songs/{job.song_id}/{job.upload_id}/{rendition.profile}.{rendition.path.suffix.lstrip('.')}"
-            )
+            key = f"songs/{job.song_id}/{job.upload_id}/{rendition.profile}.{rendition.path.suffix.lstrip('.')}"
             store.upload(rendition.path, key, content_type=rendition.content_type)
             job.renditions[rendition.profile] = RenditionRef(
                 key=key,
@@ -246,9 +240,7 @@ def transcode(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
                 start_seconds=rendition.start_seconds,
             )
         job.pcm_key = _work_prefix(job.upload_id) + result.pcm_path.name
-        store.upload(
-            result.pcm_path, job.pcm_key, content_type="application/octet-stream", cache_control="no-store"
-        )
+        store.upload(result.pcm_path, job.pcm_key, content_type="application/octet-stream", cache_control="no-store")
         job.profile_version = profiles.version
     return job.model_dump(mode="json")
 

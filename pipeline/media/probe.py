@@ -95,14 +95,10 @@ def probe(path: Path, *, timeout: float, cpu_seconds: int) -> ProbeResult:
             sample_rate=_int(audio.get("sample_rate")) or 0,
             channels=_int(audio.get("channels")) or 0,
             bit_rate=_int(audio.get("bit_rate")),
-            bits_per_sample=_int(audio.get("bits_per_raw_sample"))
-            or _int(audio.get("bits_per_sample"))
-            or None,
+            bits_per_sample=_int(audio.get("bits_per_raw_sample")) or _int(audio.get("bits_per_sample")) or None,
         ),
         stream_count=len(streams),
-        cover_stream_index=int(cover["index"])
-        if cover and cover.get("codec_name") in _COVER_CODECS
-        else None,
+        cover_stream_index=int(cover["index"]) if cover and cover.get("codec_name") in _COVER_CODECS else None,
         cover_codec=cover.get("codec_name") if cover else None,
         tags=read_tags(path) or _bounded_tags(fmt.get("tags", {})),
     )
@@ -131,9 +127,7 @@ def _best_audio_stream(streams: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not audio:
         return None
     # The default-flagged stream first, then the one with the most channels.
-    return max(
-        audio, key=lambda s: (s.get("disposition", {}).get("default", 0), _int(s.get("channels")) or 0)
-    )
+    return max(audio, key=lambda s: (s.get("disposition", {}).get("default", 0), _int(s.get("channels")) or 0))
 
 
 def _duration(fmt: dict[str, Any], stream: dict[str, Any]) -> float | None:
@@ -176,9 +170,7 @@ def _bounded_tags(tags: dict[str, Any]) -> dict[str, str]:
     return clean
 
 
-def extract_cover(
-    source: Path, info: ProbeResult, out_dir: Path, *, timeout: float
-) -> tuple[Path, str] | None:
+def extract_cover(source: Path, info: ProbeResult, out_dir: Path, *, timeout: float) -> tuple[Path, str] | None:
     """Copies the embedded cover picture out as a file; returns (path, content type) or None."""
     if info.cover_stream_index is None or info.cover_codec is None:
         return None

@@ -58,9 +58,7 @@ def transcode(
     pcm_path = out_dir / "analysis.s16le"
     full = {p.name: out_dir / f"{p.name}.{p.extension}" for p in profiles.full_length}
     _run(full_length_command(source, info, profiles.full_length, full, pcm_path), timeout, cpu_seconds)
-    pcm = (
-        np.memmap(pcm_path, dtype=PCM_DTYPE, mode="r") if pcm_path.stat().st_size else np.zeros(0, PCM_DTYPE)
-    )
+    pcm = np.memmap(pcm_path, dtype=PCM_DTYPE, mode="r") if pcm_path.stat().st_size else np.zeros(0, PCM_DTYPE)
     if pcm.size == 0:
         raise ContentError(Reason.DECODE_ERROR, "the audio stream decoded to nothing")
     decoded_seconds = pcm.size / PCM_SAMPLE_RATE
@@ -117,9 +115,7 @@ def full_length_command(
     audio = _source(source, info)
     outputs = [audio.output(f"file:{targets[p.name]}", **_encode_options(p, info)) for p in profiles]
     outputs.append(
-        audio.output(
-            f"file:{pcm_path}", f="s16le", acodec="pcm_s16le", ac=1, ar=PCM_SAMPLE_RATE, map_metadata=-1
-        )
+        audio.output(f"file:{pcm_path}", f="s16le", acodec="pcm_s16le", ac=1, ar=PCM_SAMPLE_RATE, map_metadata=-1)
     )
     return ffmpeg.merge_outputs(*outputs).global_args(*_GLOBAL_ARGS).overwrite_output().compile()
 
@@ -163,10 +159,7 @@ def check_rendition(
     problems = []
     if out.audio.codec != profile.probed_codec:
         problems.append(f"codec {out.audio.codec}")
-    if (
-        out.audio.bit_rate
-        and abs(out.audio.bit_rate - profile.bitrate_kbps * 1000) > profile.bitrate_kbps * 20
-    ):
+    if out.audio.bit_rate and abs(out.audio.bit_rate - profile.bitrate_kbps * 1000) > profile.bitrate_kbps * 20:
         problems.append(f"bit rate {out.audio.bit_rate}")
     if out.audio.channels != min(profile.channels, info.audio.channels):
         problems.append(f"{out.audio.channels} channels")
@@ -176,9 +169,7 @@ def check_rendition(
     if abs(out.duration_seconds - expected_seconds) > tolerance:
         problems.append(f"duration {out.duration_seconds:.2f} s, expected {expected_seconds:.2f} s")
     if problems:
-        raise ContentError(
-            Reason.RENDITION_INVALID, f"{profile.name} rendition is wrong: " + ", ".join(problems)
-        )
+        raise ContentError(Reason.RENDITION_INVALID, f"{profile.name} rendition is wrong: " + ", ".join(problems))
     return Rendition(
         profile=profile.name,
         path=path,
@@ -198,6 +189,4 @@ def _run(argv: list[str], timeout: float, cpu_seconds: int) -> None:
     except ToolTimeout as exc:
         raise ContentError(Reason.TIMEOUT, str(exc)) from exc
     except ToolError as exc:
-        raise ContentError(
-            Reason.DECODE_ERROR, f"ffmpeg could not decode the audio: {exc.stderr[-300:]}"
-        ) from exc
+        raise ContentError(Reason.DECODE_ERROR, f"ffmpeg could not decode the audio: {exc.stderr[-300:]}") from exc

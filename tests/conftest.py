@@ -1,0 +1,121 @@
+"""Real services for the tests: a fresh PostgreSQL database, Redis databases of their own, an S3 server
+over HTTP (moto, on a free port), real ffmpeg, and real Celery worker and scheduler processes."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+# The settings are read at import time by the Celery app, so the environment is set first.
+_RUN = uuid.uuid4().hex[:8]
+TEST_ENV = {
+    "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/pipeline_test_{_RUN}",
+    "REDIS_URL": "redis://127.0.0.1:6379/14",
+    "BROKER_URL": "redis://127.0.0.1:6379/15",
+    "S3_BUCKET": f"pipeline-test-{_RUN}",
+    "WORK_DIR": f"/tmp/pipeline-test-{_RUN}",
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "SWEEP_INTERVAL_SECONDS": "1",
+}
+os.environ.update(TEST_ENV)
+
+from pipeline.local_s3 import start_local_s3  # noqa: E402
+from pipeline.migrate import migrate  # noqa: E402
+from pipeline.samples import SampleTrack, make_samples  # noqa: E402
+from pipeline.settings import Settings, get_settings  # noqa: E402
+
+_S3_SERVER, _S3_ENDPOINT = start_local_s3()
+os.environ["S3_ENDPOINT_URL"] = _S3_ENDPOINT
+get_settings.cache_clear()
+
+SAMPLES_DIR = Path("/tmp/pipeline-test-samples")  # generated once, reused across runs
+
+
+@pytest.fixture(scope="session")
+def settings() -> Iterator[Settings]:
+    settings = get_settings()
+    for db in (14, 15):
+        redis.Redis(db=db).flushdb()
+    migrate(settings.database_url)
+    from pipeline.storage import get_store
+
+    get_store(settings).ensure_bucket()
+    yield settings
+    from pipeline import db as pipeline_db
+
+    pipeline_db.pool(settings).close()
+    if os.environ.get("KEEP_TEST_DB"):
+        return
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {settings.database_url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def samples() -> list[SampleTrack]:
+    return make_samples(SAMPLES_DIR, seconds=40.0)
+
+
+class Process:
+    """A pipeline process (worker, scheduler) with its output in a log file the tests can read."""
+
+    def __init__(self, args: list[str], log_path: Path) -> None:
+        self.log_path = log_path
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", *self.args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ},
+            start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return
+            assert self.proc and self.proc.poll() is None, f"process exited:\n{self.log()[-3000:]}"
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} not in log after {timeout} s:\n{self.log()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    process = Process(["worker", "--concurrency", "2"], tmp_path_factory.mktemp("logs") / "worker.log")
+    process.start()
+    process.wait_for_log("ready.", timeout=120)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def scheduler(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    process = Process(["scheduler"], tmp_path_factory.mktemp("logs") / "scheduler.log")
+    process.start()
+    process.wait_for_log("beat: Starting", timeout=60)
+    yield process
+    process.stop()

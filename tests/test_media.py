@@ -1,0 +1,210 @@
+"""Probing, transcoding and checking renditions on local files alone (no database, S3 or Celery)."""
+
+import http.server
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.errors import ContentError, Outcome, Reason
+from pipeline.media.probe import probe
+from pipeline.media.profiles import RenditionProfile, load_profiles
+from pipeline.media.runner import ToolTimeout, run_tool
+from pipeline.media.transcode import (
+    PCM_DTYPE,
+    PCM_SAMPLE_RATE,
+    check_rendition,
+    choose_excerpt_start,
+    transcode,
+)
+from pipeline.samples import SampleTrack
+from pipeline.settings import REPO_ROOT
+
+PROFILES = load_profiles(REPO_ROOT / "config" / "renditions.toml")
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+def ffprobe_json(path: Path) -> dict:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-of", "json", "-show_format", "-show_streams", str(path)],
+        check=True,
+        capture_output=True,
+    ).stdout
+    return json.loads(out)
+
+
+def sine(path: Path, seconds: float, *extra: str) -> Path:
+    ffmpeg("-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", *extra, str(path))
+    return path
+
+
+def probe_file(path: Path):
+    return probe(path, timeout=20, cpu_seconds=20)
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "wav", "m4a", "ogg"])
+def test_probe_reads_each_accepted_format(samples: list[SampleTrack], fmt: str) -> None:
+    track = next(t for t in samples if t.format == fmt)
+    info = probe_file(track.path)
+    assert info.audio.channels == 2
+    assert info.duration_seconds == pytest.approx(40.0, abs=0.1)
+    assert info.tags.get("album") == "Demo Album"
+    assert info.tags.get("genre") == "Electronic"
+    source = info.source_metadata()
+    assert source["duration_seconds"] == pytest.approx(40.0, abs=0.1)
+    assert source["sample_rate"] in (44100, 96000)
+
+
+def test_probe_finds_cover_and_high_resolution(samples: list[SampleTrack]) -> None:
+    mp3 = probe_file(next(t for t in samples if t.format == "mp3").path)
+    assert mp3.cover_codec == "png" and mp3.cover_stream_index is not None
+    flac = probe_file(next(t for t in samples if t.format == "flac").path)
+    assert flac.audio.sample_rate == 96000 and flac.audio.bits_per_sample == 24
+
+
+def test_probe_refuses_text_and_empty_files(tmp_path: Path) -> None:
+    text = tmp_path / "notes.mp3"
+    text.write_text("these are not the droids you are looking for\n" * 50)
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    for path in (text, empty):
+        with pytest.raises(ContentError) as caught:
+            probe_file(path)
+        assert caught.value.reason == Reason.NOT_AUDIO
+        assert caught.value.outcome == Outcome.BLOCKED
+
+
+@pytest.fixture
+def request_log() -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP server that records every request made to it."""
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+
+
+def hostile_files(tmp_path: Path, target: str) -> list[Path]:
+    hls = tmp_path / "playlist.mp3"
+    hls.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{target}\n#EXT-X-ENDLIST\n")
+    concat = tmp_path / "concat.mp3"
+    concat.write_text(f"ffconcat version 1.0\nfile '{target}'\n")
+    return [hls, concat]
+
+
+def test_playlists_and_concat_files_never_reach_the_network(tmp_path: Path, request_log) -> None:
+    base_url, seen = request_log
+    for path in hostile_files(tmp_path, f"{base_url}/segment.ts"):
+        with pytest.raises(ContentError) as caught:
+            probe_file(path)
+        assert caught.value.outcome == Outcome.BLOCKED
+        assert caught.value.reason in (Reason.UNSUPPORTED_FORMAT, Reason.NOT_AUDIO)
+    assert seen == []
+
+
+def test_playlists_and_concat_files_never_read_other_local_files(tmp_path: Path) -> None:
+    secret = sine(tmp_path / "secret.wav", 2)
+    # With atime older than mtime, any read updates atime (relatime); the control read proves it.
+    os.utime(secret, (0, os.stat(secret).st_mtime))
+    for path in hostile_files(tmp_path, f"file:{secret}"):
+        with pytest.raises(ContentError):
+            probe_file(path)
+    assert os.stat(secret).st_atime == 0
+    subprocess.run(["ffprobe", "-v", "quiet", str(secret)], check=True)
+    assert os.stat(secret).st_atime > 0, "control: this file system does not record reads"
+
+
+def test_probe_refuses_video_only_files(tmp_path: Path) -> None:
+    video = tmp_path / "clip.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=duration=2:size=64x64:rate=10", "-c:v", "mpeg4", str(video))
+    with pytest.raises(ContentError) as caught:
+        probe_file(video)
+    assert caught.value.reason == Reason.NOT_AUDIO
+
+
+def test_transcode_writes_every_rendition_as_its_profile_says(samples: list[SampleTrack], tmp_path: Path) -> None:
+    source = next(t for t in samples if t.format == "flac").path
+    info = probe_file(source)
+    result = transcode(source, info, PROFILES, tmp_path, timeout=120, cpu_seconds=120)
+    by_name = {r.profile: r for r in result.renditions}
+    assert set(by_name) == {"high", "low", "preview"}
+    expected = {
+        "high": (320_000, 40.0, 44100),
+        "low": (64_000, 40.0, 22050),
+        "preview": (128_000, 30.0, 44100),
+    }
+    for name, (bit_rate, seconds, rate) in expected.items():
+        probed = ffprobe_json(by_name[name].path)
+        stream = probed["streams"][0]
+        assert len(probed["streams"]) == 1  # no cover picture carried over
+        assert stream["codec_name"] == "mp3"
+        assert int(stream["bit_rate"]) == bit_rate
+        assert int(stream["sample_rate"]) == rate
+        assert float(probed["format"]["duration"]) == pytest.approx(seconds, abs=0.15)
+        assert "tags" not in probed["format"] or not set(probed["format"]["tags"]) - {"encoder"}
+    pcm = np.fromfile(result.pcm_path, dtype=PCM_DTYPE)
+    assert pcm.size / PCM_SAMPLE_RATE == pytest.approx(40.0, abs=0.05)
+    assert np.abs(pcm).max() > 10000  # real audio, not silence
+
+
+def test_mono_source_is_not_upmixed(tmp_path: Path) -> None:
+    source = sine(tmp_path / "mono.wav", 3, "-ac", "1")
+    result = transcode(source, probe_file(source), PROFILES, tmp_path, timeout=60, cpu_seconds=60)
+    assert {r.channels for r in result.renditions} == {1}
+    preview = next(r for r in result.renditions if r.profile == "preview")
+    assert preview.duration_seconds == pytest.approx(3.0, abs=0.1)  # short track: the whole of it
+
+
+def test_excerpt_starts_at_the_loudest_part_after_the_intro() -> None:
+    rate = 1000
+    quiet, loud = np.full(rate * 60, 100, dtype=PCM_DTYPE), np.full(rate * 40, 20000, dtype=PCM_DTYPE)
+    pcm = np.concatenate([quiet, loud, quiet])  # 160 s, loud from 60 s to 100 s
+    assert choose_excerpt_start(pcm, rate, 30) == pytest.approx(60, abs=1)
+    loud_intro = np.concatenate([loud, quiet, quiet])
+    # A loud start is skipped past the first 10 %, but the window still overlaps as much as it can.
+    assert choose_excerpt_start(loud_intro, rate, 30) == pytest.approx(16, abs=1)
+    assert choose_excerpt_start(np.zeros(rate * 20, dtype=PCM_DTYPE), rate, 30) == 0.0
+
+
+def test_check_rendition_refuses_a_wrong_bit_rate(tmp_path: Path) -> None:
+    wrong = sine(tmp_path / "wrong.mp3", 5, "-c:a", "libmp3lame", "-b:a", "96k")
+    high = RenditionProfile(name="high", codec="libmp3lame", bitrate_kbps=320, sample_rate=44100, channels=1)
+    with pytest.raises(ContentError) as caught:
+        check_rendition(wrong, high, probe_file(wrong), expected_seconds=5.0, timeout=20)
+    assert caught.value.reason == Reason.RENDITION_INVALID
+    assert "bit rate" in caught.value.message
+
+
+def test_runner_kills_the_whole_process_group_on_timeout(tmp_path: Path) -> None:
+    marker = tmp_path / "child.pid"
+    script = f"sleep 30 & echo $! > {marker}; wait"
+    started = time.monotonic()
+    with pytest.raises(ToolTimeout):
+        run_tool(["sh", "-c", script], timeout=1, cpu_seconds=10)
+    assert time.monotonic() - started < 5
+    child = int(marker.read_text())
+    time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+
+
+def test_runner_enforces_the_cpu_limit() -> None:
+    with pytest.raises(ToolTimeout):
+        run_tool(["sh", "-c", "while :; do :; done"], timeout=30, cpu_seconds=1)

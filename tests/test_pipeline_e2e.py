@@ -1,0 +1,192 @@
+"""The whole pipeline through the upload contract, with a real worker, scheduler, PostgreSQL, Redis and S3."""
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+from psycopg.rows import dict_row
+
+from pipeline import db
+from pipeline.samples import SampleTrack
+from pipeline.settings import Settings
+from pipeline.storage import get_store
+from pipeline.submit import Submitted, submit_file
+
+
+def wait_finished(settings: Settings, upload_ids: list[str], timeout: float = 240) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while db.unfinished_count(settings, upload_ids) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert db.unfinished_count(settings, upload_ids) == 0, "uploads still unfinished"
+    return {row["upload_id"]: row for row in db.upload_report(settings, upload_ids)}
+
+
+def submit_with_cached_song(settings: Settings, path: Path, **kwargs: Any) -> Submitted:
+    """Submits without sending, primes song:<id> in the cache as a reader would, then sends the task."""
+    from pipeline.tasks import process_upload
+
+    done = submit_file(settings, path, send_task=False, **kwargs)
+    cache = redis.Redis.from_url(settings.redis_url)
+    cache.set(f"song:{done.song_id}", json.dumps({"id": done.song_id, "status": "uploaded"}), ex=86400)
+    process_upload.apply_async(args=[done.upload_id])
+    return done
+
+
+def ffprobe_object(settings: Settings, key: str, tmp_path: Path) -> dict[str, Any]:
+    target = tmp_path / key.replace("/", "_")
+    get_store(settings).client.download_file(settings.s3_bucket, key, str(target))
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-of", "json", "-show_format", "-show_streams", str(target)],
+        check=True,
+        capture_output=True,
+    ).stdout
+    return json.loads(out)
+
+
+def test_uploads_of_every_format_become_ready_songs(
+    settings: Settings, worker, samples: list[SampleTrack], tmp_path: Path
+) -> None:
+    submitted = [(t, submit_with_cached_song(settings, t.path, title=t.title, artist=t.artist)) for t in samples]
+    rows = wait_finished(settings, [s.upload_id for _, s in submitted])
+    cache = redis.Redis.from_url(settings.redis_url)
+    store = get_store(settings)
+    for track, sent in submitted:
+        row = rows[sent.upload_id]
+        assert (row["upload_status"], row["song_status"]) == ("done", "ready"), (track.format, row["error_message"])
+        assert row["error_code"] is None and row["job_id"] and row["attempts"] == 1
+        assert row["duration_seconds"] == 40
+        assert cache.exists(f"song:{sent.song_id}") == 0
+
+        meta = row["metadata"]
+        assert meta["source"]["duration_seconds"] == pytest.approx(40, abs=0.1)
+        assert meta["source"]["codec"] in ("mp3", "flac", "pcm_s16le", "aac", "vorbis")
+        assert meta["tags"]["album"] == "Demo Album"
+        assert row["album"] == "Demo Album" and row["genre"] == "Electronic"
+        assert meta["bpm"] == pytest.approx(track.bpm, rel=0.04), track.format
+        assert meta["analysis_version"] >= 1 and meta["profile_version"] >= 1
+        for field in ("key", "camelot", "tonic", "mode", "bpm_confidence", "key_confidence"):
+            assert field in meta
+
+        keys = row["storage_keys"]
+        assert set(keys) == {"high", "low", "preview"}
+        expected = {"high": (320_000, 40.0), "low": (64_000, 40.0), "preview": (128_000, 30.0)}
+        for name, (bit_rate, seconds) in expected.items():
+            assert keys[name] == f"songs/{sent.song_id}/{sent.upload_id}/{name}.mp3"
+            head = store.client.head_object(Bucket=settings.s3_bucket, Key=keys[name])
+            assert head["ContentType"] == "audio/mpeg"
+            probed = ffprobe_object(settings, keys[name], tmp_path)
+            assert probed["streams"][0]["codec_name"] == "mp3"
+            assert int(probed["streams"][0]["bit_rate"]) == bit_rate
+            assert float(probed["format"]["duration"]) == pytest.approx(seconds, abs=0.15)
+            assert meta["renditions"][name]["size_bytes"] == head["ContentLength"]
+        # Intermediate objects are gone once the song is published.
+        assert (
+            store.client.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"work/{sent.upload_id}/")["KeyCount"] == 0
+        )
+
+    mp3 = next(rows[s.upload_id] for t, s in submitted if t.format == "mp3")
+    assert mp3["cover_image_key"] == f"covers/{mp3['song_id']}/{mp3['upload_id']}.png"
+    cover = store.client.head_object(Bucket=settings.s3_bucket, Key=mp3["cover_image_key"])
+    assert cover["ContentType"] == "image/png"
+
+
+def test_bad_uploads_are_refused_with_a_reason_and_the_worker_goes_on(
+    settings: Settings, worker, samples: list[SampleTrack], tmp_path: Path
+) -> None:
+    text = tmp_path / "letter.mp3"
+    text.write_text("Dear label, please find my demo attached.\n" * 40)
+    playlist = tmp_path / "playlist.mp3"
+    playlist.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n")
+    blip = tmp_path / "blip.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=d=0.3", str(blip)], check=True)
+    truncated = tmp_path / "truncated.flac"
+    truncated.write_bytes(next(t for t in samples if t.format == "flac").path.read_bytes()[:3000])
+
+    bad = {
+        "letter": (submit_with_cached_song(settings, text), "blocked", "not_audio"),
+        "playlist": (submit_with_cached_song(settings, playlist), "blocked", "unsupported_format"),
+        "blip": (submit_with_cached_song(settings, blip), "blocked", "too_short"),
+    }
+    truncated_sent = submit_with_cached_song(settings, truncated)
+    good = submit_with_cached_song(settings, samples[0].path)
+    rows = wait_finished(
+        settings, [s.upload_id for s, _, _ in bad.values()] + [truncated_sent.upload_id, good.upload_id]
+    )
+
+    cache = redis.Redis.from_url(settings.redis_url)
+    for name, (sent, outcome, reason) in bad.items():
+        row = rows[sent.upload_id]
+        assert (row["upload_status"], row["song_status"], row["error_code"]) == (outcome, outcome, reason), name
+        assert row["error_message"], name
+        assert row["storage_keys"] is None
+        assert cache.exists(f"song:{sent.song_id}") == 0, name
+    # A few KB of FLAC is either too short or cannot be decoded: never `ready`, always with a reason.
+    truncated_row = rows[truncated_sent.upload_id]
+    assert truncated_row["song_status"] in ("failed", "blocked") and truncated_row["error_code"]
+    assert rows[good.upload_id]["song_status"] == "ready"
+
+
+def test_a_missing_raw_object_fails_with_source_missing(settings: Settings, worker, samples: list[SampleTrack]) -> None:
+    sent = submit_file(settings, samples[0].path, send_task=False)
+    get_store(settings).client.delete_object(Bucket=settings.s3_bucket, Key=sent.storage_key)
+    from pipeline.tasks import process_upload
+
+    process_upload.apply_async(args=[sent.upload_id])
+    row = wait_finished(settings, [sent.upload_id])[sent.upload_id]
+    assert (row["song_status"], row["error_code"]) == ("failed", "source_missing")
+
+
+def test_the_same_upload_sent_twice_is_processed_once(settings: Settings, worker, samples: list[SampleTrack]) -> None:
+    from pipeline.tasks import process_upload
+
+    sent = submit_file(settings, samples[2].path, send_task=False)
+    for _ in range(3):
+        process_upload.apply_async(args=[sent.upload_id])
+    row = wait_finished(settings, [sent.upload_id])[sent.upload_id]
+    assert row["song_status"] == "ready" and row["attempts"] == 1
+    time.sleep(2)  # let the duplicates reach the worker and be dropped
+    listed = get_store(settings).client.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"songs/{sent.song_id}/")
+    assert sorted(obj["Key"].rsplit("/", 1)[1] for obj in listed["Contents"]) == ["high.mp3", "low.mp3", "preview.mp3"]
+    assert db.upload_report(settings, [sent.upload_id])[0]["attempts"] == 1
+    assert "skipped: not pending, or claimed by another job" in worker.log()
+
+
+def test_rows_written_without_a_task_are_picked_up_within_seconds(
+    settings: Settings, worker, scheduler, samples: list[SampleTrack]
+) -> None:
+    sent = submit_file(settings, samples[1].path, send_task=False)
+    row = wait_finished(settings, [sent.upload_id])[sent.upload_id]
+    assert row["song_status"] == "ready"
+    with psycopg.connect(settings.database_url, row_factory=dict_row) as conn:
+        timing = conn.execute(
+            "SELECT extract(epoch FROM claimed_at - created_at) AS pickup FROM uploads WHERE id = %s",
+            (sent.upload_id,),
+        ).fetchone()
+    assert timing is not None and timing["pickup"] < 5.0
+
+
+def test_submit_command_follows_the_contract(settings: Settings, samples: list[SampleTrack]) -> None:
+    out = subprocess.run(
+        [".venv/bin/pipeline", "submit", str(samples[3].path), "--title", "CLI song", "--artist", "Shell", "--no-send"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    upload_id = out.split("upload=")[1].split()[0]
+    with psycopg.connect(settings.database_url, row_factory=dict_row) as conn:
+        row = conn.execute(
+            """SELECT u.storage_key, u.original_size, u.file_name, u.mime_type, s.title, s.artist
+                 FROM uploads u JOIN songs s ON s.id = u.song_id WHERE u.id = %s""",
+            (upload_id,),
+        ).fetchone()
+    assert row is not None
+    # A running scheduler may already have picked the row up; the contract is what was written.
+    assert (row["title"], row["artist"], row["mime_type"]) == ("CLI song", "Shell", "audio/mp4")
+    assert row["storage_key"] == f"raw/{upload_id}" and row["file_name"] == samples[3].path.name
+    assert row["original_size"] == samples[3].path.stat().st_size
+    assert get_store(settings).size_of(row["storage_key"]) == row["original_size"]
