@@ -11,10 +11,16 @@ from pipeline.settings import get_settings
 
 UPLOADS_QUEUE = "uploads"
 
-# Longest any task may run; the broker must not redeliver a message before this has passed.
-MAX_TASK_SECONDS = 2 * 60 * 60
-
 settings = get_settings()
+
+# How the time limits relate (README, "Time limits"): ffmpeg is killed first, then the step's soft
+# limit fires, then its hard limit; a lease outlives the longest step, so the reaper never takes an
+# upload from a live worker; the broker's visibility timeout outlives the lease, so Redis never
+# redelivers a message whose task may still be running.
+TRANSCODE_SOFT_LIMIT = settings.ffmpeg_timeout_seconds + 300
+TRANSCODE_HARD_LIMIT = TRANSCODE_SOFT_LIMIT + 60
+LEASE_SECONDS = TRANSCODE_HARD_LIMIT + 300
+VISIBILITY_TIMEOUT = LEASE_SECONDS + 600
 # librosa compiles with numba; a writable on-disk cache means a worker compiles once, not per start.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(settings.work_dir / "numba-cache"))
 
@@ -32,7 +38,7 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     # Redis redelivers an unacknowledged message after the visibility timeout: it must exceed
     # the longest hard time limit, or a slow task would run twice at once.
-    broker_transport_options={"visibility_timeout": MAX_TASK_SECONDS + 15 * 60},
+    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
     broker_connection_retry_on_startup=True,
     task_default_queue=UPLOADS_QUEUE,
     task_queues=[Queue(UPLOADS_QUEUE)],
@@ -42,6 +48,9 @@ app.conf.update(
     task_track_started=True,
     worker_hijack_root_logger=False,
     timezone="UTC",
+    beat_schedule={
+        "reap-expired-leases": {"task": "pipeline.reap_expired_leases", "schedule": settings.reap_interval_seconds},
+    },
 )
 
 

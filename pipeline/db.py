@@ -190,6 +190,39 @@ def take_dispatchable(settings: Settings, *, limit: int, redispatch_after: float
         return [r[0] for r in rows]
 
 
+class ReapedUpload(BaseModel):
+    upload_id: str
+    song_id: str
+    status: str  # "pending" (requeued) or "failed"
+
+
+def reap_expired_leases(settings: Settings, *, max_attempts: int) -> list[ReapedUpload]:
+    """Uploads stuck in `processing` past their lease: back to `pending` (the insert/update trigger
+    wakes the dispatcher), or `failed` once they have used up their attempts."""
+    with pool(settings).connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """UPDATE uploads
+                  SET status = CASE WHEN attempts < %(max)s THEN 'pending' ELSE 'failed' END,
+                      error_code = CASE WHEN attempts < %(max)s THEN NULL ELSE %(code)s END,
+                      error_message = CASE WHEN attempts < %(max)s THEN NULL
+                                           ELSE 'the worker stopped responding on every attempt' END,
+                      finished_at = CASE WHEN attempts < %(max)s THEN NULL ELSE now() END,
+                      job_id = NULL, lease_expires_at = NULL, dispatched_at = NULL
+                WHERE status = 'processing' AND lease_expires_at < now()
+            RETURNING id::text AS upload_id, song_id::text, status""",
+            {"max": max_attempts, "code": Reason.TOO_MANY_ATTEMPTS.value},
+        )
+        reaped = [ReapedUpload(**row) for row in cur.fetchall()]
+        failed = [r.song_id for r in reaped if r.status == "failed"]
+        if failed:
+            cur.execute(
+                """UPDATE songs SET status = 'failed'
+                    WHERE id = ANY(%s::uuid[]) AND status IN ('uploaded', 'processing')""",
+                (failed,),
+            )
+        return reaped
+
+
 def upload_report(settings: Settings, upload_ids: list[str]) -> list[dict[str, Any]]:
     """Uploads with their songs, for people: the demo's table and `pipeline show`."""
     with pool(settings).connection() as conn, conn.cursor(row_factory=dict_row) as cur:

@@ -23,6 +23,7 @@ class Reason(StrEnum):
     DECODE_ERROR = "decode_error"
     RENDITION_INVALID = "rendition_invalid"
     TIMEOUT = "timeout"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
     TRANSIENT_EXHAUSTED = "transient_exhausted"
     INTERNAL_ERROR = "internal_error"
 

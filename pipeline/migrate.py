@@ -25,13 +25,12 @@ def ensure_database(database_url: str) -> None:
         return
     admin_url = make_conninfo(database_url, dbname="postgres")
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            return
-        try:
+        # Two concurrent CREATE DATABASE race on the catalog's unique index; serialise them.
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
             log.info("created database %s", name)
-        except psycopg.errors.DuplicateDatabase:
-            pass  # another process won the race
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
 
 
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     redispatch_after_seconds: float = 60.0
     sweep_interval_seconds: float = 2.0
     transient_max_retries: int = 5
+    # A worker that dies leaves its upload `processing`; the reaper requeues it once its lease
+    # expires, and fails it after this many attempts so a poison file cannot loop forever.
+    max_attempts: int = 3
+    reap_interval_seconds: float = 60.0
 
 
 @lru_cache(maxsize=1)

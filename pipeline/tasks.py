@@ -24,7 +24,7 @@ from celery.signals import worker_init
 from pydantic import BaseModel
 
 from pipeline import analysis, cache, db
-from pipeline.celery_app import app, settings
+from pipeline.celery_app import LEASE_SECONDS, TRANSCODE_HARD_LIMIT, TRANSCODE_SOFT_LIMIT, app, settings
 from pipeline.errors import ContentError, Outcome, Reason
 from pipeline.media import probe as media_probe
 from pipeline.media.profiles import load_profiles
@@ -119,11 +119,6 @@ def _classify(exc: BaseException) -> tuple[Outcome, Reason, str]:
     return Outcome.FAILED, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
 
 
-def _lease_seconds() -> float:
-    # Long enough for the slowest step; the reaper treats an older lease as a dead worker.
-    return settings.ffmpeg_timeout_seconds + 600
-
-
 def _work_prefix(upload_id: str) -> str:
     return f"work/{upload_id}/"
 
@@ -131,7 +126,7 @@ def _work_prefix(upload_id: str) -> str:
 @contextmanager
 def _step(job: Job, step: str) -> Iterator[Path]:
     """Checks ownership, gives the step a scratch directory, and logs how long it took."""
-    if not db.renew_lease(settings, job.upload_id, job.job_id, _lease_seconds()):
+    if not db.renew_lease(settings, job.upload_id, job.job_id, LEASE_SECONDS):
         log.info("%s skipped: job %s no longer owns the upload", job.log_context(step), job.job_id)
         raise Ignore()
     started = time.monotonic()
@@ -154,7 +149,7 @@ def process_upload(self: Task, upload_id: str) -> None:
 @app.task(name="pipeline.claim", bind=True, base=PipelineTask, soft_time_limit=30, time_limit=60)
 def claim(self: Task, upload_id: str) -> dict[str, Any]:
     job_id = self.request.id
-    claimed = db.claim_upload(settings, upload_id, job_id, _lease_seconds())
+    claimed = db.claim_upload(settings, upload_id, job_id, LEASE_SECONDS)
     if claimed is None:
         log.info("upload=%s step=claim skipped: not pending, or claimed by another job", upload_id)
         raise Ignore()
@@ -212,7 +207,13 @@ def _store_cover(job: Job, source: Path, info: media_probe.ProbeResult, scratch:
     return key
 
 
-@app.task(name="pipeline.transcode", bind=True, base=PipelineTask, soft_time_limit=2400, time_limit=2460)
+@app.task(
+    name="pipeline.transcode",
+    bind=True,
+    base=PipelineTask,
+    soft_time_limit=TRANSCODE_SOFT_LIMIT,
+    time_limit=TRANSCODE_HARD_LIMIT,
+)
 def transcode(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     job = Job.model_validate(payload)
     assert job.probe is not None
@@ -287,6 +288,17 @@ def publish(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         cache.invalidate_song(settings, job.song_id)
         get_store(settings).delete_prefix(_work_prefix(job.upload_id))
     return {"upload_id": job.upload_id, "song_id": job.song_id, "status": "ready"}
+
+
+@app.task(name="pipeline.reap_expired_leases", soft_time_limit=60, time_limit=90)
+def reap_expired_leases() -> dict[str, int]:
+    """Uploads whose worker died go back to the queue; after too many attempts they fail for good."""
+    reaped = db.reap_expired_leases(settings, max_attempts=settings.max_attempts)
+    for upload in reaped:
+        log.warning("upload=%s song=%s step=reap lease expired -> %s", upload.upload_id, upload.song_id, upload.status)
+        if upload.status == "failed":
+            cache.invalidate_song(settings, upload.song_id)
+    return {"requeued": sum(u.status == "pending" for u in reaped), "failed": sum(u.status == "failed" for u in reaped)}
 
 
 @worker_init.connect

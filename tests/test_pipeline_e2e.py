@@ -190,3 +190,35 @@ def test_submit_command_follows_the_contract(settings: Settings, samples: list[S
     assert row["storage_key"] == f"raw/{upload_id}" and row["file_name"] == samples[3].path.name
     assert row["original_size"] == samples[3].path.stat().st_size
     assert get_store(settings).size_of(row["storage_key"]) == row["original_size"]
+
+
+def insert_stuck_upload(settings: Settings, path: Path, *, attempts: int) -> Submitted:
+    """An upload whose worker died mid-job: `processing`, lease expired, no live message."""
+    sent = submit_file(settings, path, send_task=False)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        # Rows inserted as pending may already be claimed by a running scheduler; the dead job
+        # takes them over regardless, as a worker that claimed and then died would have.
+        conn.execute(
+            """UPDATE uploads SET status = 'processing', job_id = 'dead-worker', attempts = %s,
+                      lease_expires_at = now() - interval '1 second' WHERE id = %s""",
+            (attempts, sent.upload_id),
+        )
+    return sent
+
+
+def test_the_reaper_requeues_abandoned_uploads_and_fails_poison_ones(
+    settings: Settings, worker, scheduler, samples: list[SampleTrack]
+) -> None:
+    from pipeline.tasks import reap_expired_leases
+
+    retry = insert_stuck_upload(settings, samples[4].path, attempts=1)
+    poison = insert_stuck_upload(settings, samples[4].path, attempts=settings.max_attempts)
+    result = reap_expired_leases.apply().get()
+    assert result["requeued"] >= 1 and result["failed"] >= 1
+    rows = wait_finished(settings, [retry.upload_id, poison.upload_id])
+    assert rows[retry.upload_id]["song_status"] == "ready"
+    assert rows[retry.upload_id]["attempts"] == 2
+    assert (rows[poison.upload_id]["song_status"], rows[poison.upload_id]["error_code"]) == (
+        "failed",
+        "too_many_attempts",
+    )
