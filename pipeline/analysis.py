@@ -11,7 +11,8 @@ stable snake_case reason instead of a confident guess.
 
 from __future__ import annotations
 
-import logging
+import itertools
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +20,6 @@ import librosa
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy.ndimage import median_filter
-
-log = logging.getLogger(__name__)
 
 ANALYSIS_SAMPLE_RATE = 22050
 ANALYSIS_VERSION = 1  # bump when results change, so the catalog can be re-analysed
@@ -34,13 +33,14 @@ REASON_TOO_QUIET = "too_quiet"  # audible but too faint to analyse reliably
 REASON_TOO_SHORT = "too_short"
 REASON_NO_RHYTHM = "no_rhythm"
 REASON_NO_TONAL_CONTENT = "no_tonal_content"
-REASON_AMBIGUOUS = "ambiguous"  # a pulse/tonality exists but two answers are too close to call
+REASON_AMBIGUOUS = "ambiguous"  # tonal, but the two best keys are too close to call
 
 MIN_SECONDS = 3.0
 MAX_ANALYSED_SECONDS = 60.0
 EXCERPT_SECONDS = 20.0  # long inputs: three excerpts of this length at 30 %, 50 % and 70 % of the track
 SILENCE_PEAK_DBFS = -80.0
 QUIET_RMS_DBFS = -60.0
+LEVEL_BLOCKS = 400
 
 # Tempo front end: 512-sample hop at 22.05 kHz = 43 onset frames/s; beat times are refined below a frame.
 HOP = 512
@@ -49,25 +49,31 @@ MIN_BPM, MAX_BPM = 40.0, 240.0
 SUBDIVISION_RATIO = 0.6
 MAX_DOUBLED_BPM = 210.0
 MIN_HALVED_BPM = 50.0
-MIN_PULSE_CLARITY = 0.12  # autocorrelation of the onset envelope at the beat period; noise sits near 0
+MIN_PULSE_CLARITY = 0.2  # autocorrelation of the onset envelope at the beat period; noise sits near 0
+MIN_ONSET_STD = 0.2  # onset-envelope spread at the working level: drones ~0.05, noisy mixes ~0.4+
+MIN_BPM_CONFIDENCE = 0.3  # below this a tempo is a guess (speech scores ~0.1, steady music ~0.9)
 
-# Key front end: semitone CQT from C2 over 6 octaves with a coarse hop (key needs no time detail).
+# Key front end: semitone CQT from C1 over 7 octaves with a coarse hop (key needs no time detail). C1 is
+# kept despite kick-drum tails there: bass fundamentals down to E1 carry much of the tonic evidence.
 KEY_HOP = 2048
-# Starting at C2 keeps kick-drum tails (40-60 Hz), which the long low CQT windows smear past HPSS, out.
-CQT_FMIN_MIDI = 36  # C2
-CQT_OCTAVES = 6
-BASS_OCTAVES = 2  # C2..B3 feed the bass chroma
-MIN_CHROMA_CONTRAST = 0.25
-COMPRESSION = 10.0  # coefficient of variation of the mean chroma; flat chroma = no tonal centre
+CQT_FMIN_MIDI = 24  # C1
+CQT_OCTAVES = 7
+MIN_CHROMA_CONTRAST = 0.25  # coefficient of variation of the mean chroma; flat chroma = no tonal centre
+MIN_HARMONIC_RATIO = 0.35  # harmonic share of CQT energy: speech/noise ~0.1-0.3, music ~0.6+
+MIN_PROFILE_FIT = 0.5  # best key-profile correlation below this: nothing key-like (speech ~0.3)
+MIN_KEY_MARGIN = 0.01  # best minus runner-up correlation; below this the key is a coin flip
+KEY_MARGIN_SCALE = 0.25  # margin giving full confidence (clear synthetic tracks reach ~0.3)
+KEY_FULL_EVIDENCE_SECONDS = 30.0  # less audio than this scales the key confidence down
+COMPRESSION = 10.0  # log1p(COMPRESSION * x): a loud note counts more, but not in proportion
 
 # Krumhansl-Kessler probe-tone profiles, index 0 = tonic.
 _KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 _KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 # Temperley (Kostka-Payne corpus) profiles.
-_TEMPERLEY_MAJOR = np.array([0.748, 0.060, 0.488, 0.082, 0.670, 0.460, 0.096, 0.715, 0.104, 0.366, 0.057, 0.400])
-_TEMPERLEY_MINOR = np.array([0.712, 0.084, 0.474, 0.618, 0.049, 0.460, 0.105, 0.747, 0.404, 0.067, 0.133, 0.330])
+_TEMPERLEY_MAJOR = np.array([748, 60, 488, 82, 670, 460, 96, 715, 104, 366, 57, 400]) / 1000
+_TEMPERLEY_MINOR = np.array([712, 84, 474, 618, 49, 460, 105, 747, 404, 67, 133, 330]) / 1000
 PROFILES = {"krumhansl": (_KK_MAJOR, _KK_MINOR), "temperley": (_TEMPERLEY_MAJOR, _TEMPERLEY_MINOR)}
-KEY_PROFILE = "temperley"
+KEY_PROFILE = "krumhansl"  # scored best on the generated test set (Temperley: relative-major errors)
 
 # Camelot wheel number per tonic (sharps), "B" = major, "A" = minor.
 _CAMELOT_MAJOR = {"B": 1, "F#": 2, "C#": 3, "G#": 4, "D#": 5, "A#": 6, "F": 7, "C": 8, "G": 9, "D": 10,
@@ -126,20 +132,30 @@ class _Key:
 
 
 def analyze_pcm(samples: np.ndarray, sample_rate: int = ANALYSIS_SAMPLE_RATE) -> AnalysisResult:
-    """Estimate quarter-note BPM and key of mono PCM (float in [-1, 1]); never raises on odd audio."""
-    y = np.asarray(samples, dtype=np.float32)
+    """Estimate quarter-note BPM and key of mono PCM; never raises on odd audio.
+
+    `samples` is float in [-1, 1] or integer PCM (e.g. a memory-mapped int16 file): only bounded
+    slices are read and converted, so neither cost nor memory grows with the input's length.
+    """
+    y = np.asarray(samples)
     if y.ndim == 2:  # tolerate (n, channels) input rather than failing the upload
         y = y.mean(axis=1)
-    y = np.nan_to_num(y.ravel(), nan=0.0, posinf=0.0, neginf=0.0)
-    if sample_rate != ANALYSIS_SAMPLE_RATE and y.size:
-        y = librosa.resample(y, orig_sr=sample_rate, target_sr=ANALYSIS_SAMPLE_RATE, res_type="soxr_hq")
-    sr = ANALYSIS_SAMPLE_RATE
-
-    reason = _unusable_reason(y, sr)
+    y = y.ravel()
+    scale = 1.0 / (np.iinfo(y.dtype).max + 1) if np.issubdtype(y.dtype, np.integer) else 1.0
+    reason = _unusable_reason(y, sample_rate, scale)
     if reason is not None:
         return _null_result(reason, reason)
 
-    excerpts = [_normalise(e) for e in _excerpts(y, sr)]
+    sr = ANALYSIS_SAMPLE_RATE
+    excerpts = []
+    for e in _excerpts(y, sample_rate):
+        e = np.nan_to_num(e.astype(np.float32) * np.float32(scale), nan=0.0, posinf=0.0, neginf=0.0)
+        if sample_rate != sr:
+            e = librosa.resample(e, orig_sr=sample_rate, target_sr=sr, res_type="soxr_hq")
+        if _dbfs(_rms(e)) >= QUIET_RMS_DBFS:  # skip an excerpt that fell into a silent break
+            excerpts.append(_normalise(e))
+    if not excerpts:
+        return _null_result(REASON_TOO_QUIET, REASON_TOO_QUIET)
     tempo = _estimate_tempo(excerpts, sr)
     key = _estimate_key(excerpts, sr)
     return AnalysisResult(
@@ -178,16 +194,23 @@ def _dbfs(x: float) -> float:
     return 20.0 * np.log10(max(x, 1e-12))
 
 
-def _unusable_reason(y: np.ndarray, sr: int) -> str | None:
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+
+
+def _unusable_reason(y: np.ndarray, sr: int, scale: float) -> str | None:
     if y.size < MIN_SECONDS * sr:
         return REASON_TOO_SHORT
-    if _dbfs(float(np.max(np.abs(y)))) < SILENCE_PEAK_DBFS:
+    # Level from up to LEVEL_BLOCKS quarter-second blocks spread over the whole input (bounded cost).
+    block = max(sr // 4, 1)
+    n_blocks = y.size // block
+    starts = np.linspace(0, (n_blocks - 1) * block, min(n_blocks, LEVEL_BLOCKS)).astype(int)
+    blocks = np.stack([np.nan_to_num(y[s : s + block].astype(np.float32)) for s in starts]) * np.float32(scale)
+    if _dbfs(float(np.max(np.abs(blocks)))) < SILENCE_PEAK_DBFS:
         return REASON_SILENCE
-    # RMS over the loudest 10 % of 1 s blocks, so long quiet intros/outros do not count against a track.
-    block = sr
-    n = y.size // block
-    rms = np.sqrt(np.mean(y[: n * block].reshape(n, block).astype(np.float64) ** 2, axis=1))
-    loud = np.sort(rms)[-max(1, n // 10) :]
+    # RMS of the loudest 10 % of blocks, so long quiet intros/outros do not count against a track.
+    rms = np.sqrt(np.mean(np.square(blocks, dtype=np.float64), axis=1))
+    loud = np.sort(rms)[-max(1, rms.size // 10) :]
     if _dbfs(float(np.mean(loud))) < QUIET_RMS_DBFS:
         return REASON_TOO_QUIET
     return None
@@ -204,7 +227,7 @@ def _excerpts(y: np.ndarray, sr: int) -> list[np.ndarray]:
 
 def _normalise(y: np.ndarray) -> np.ndarray:
     # A fixed working level makes the dB-domain features (onset strength, CQT floor) level independent.
-    rms = float(np.sqrt(np.mean(y.astype(np.float64) ** 2)))
+    rms = _rms(y)
     return (y * (0.1 / rms)).astype(np.float32) if rms > 0 else y
 
 
@@ -228,7 +251,8 @@ def _estimate_tempo(excerpts: list[np.ndarray], sr: int) -> _Tempo:
         m = min(max_lag, a.size)
         acf[:m] += a[:m] * x.size
         weight += x.size
-    if weight == 0:
+    # Excerpts are level-normalised, so a flat onset envelope really means nothing is being struck.
+    if weight == 0 or float(np.std(np.concatenate(envs))) < MIN_ONSET_STD:
         return _Tempo(None, None, REASON_NO_RHYTHM)
     acf /= weight
 
@@ -249,7 +273,11 @@ def _estimate_tempo(excerpts: list[np.ndarray], sr: int) -> _Tempo:
     refined, regularity = _refine_bpm(envs, sr, bpm)
     if refined is None:
         return _Tempo(None, None, REASON_NO_RHYTHM)
+    # A steady pulse is periodic (clarity), lands where the beats are predicted (regularity) and marks
+    # the beats more than the points between them (contrast); speech fails the last two.
     confidence = float(np.clip(np.sqrt(min(clarity, 1.0)) * regularity * min(1.0, 1.5 * contrast), 0, 1))
+    if confidence < MIN_BPM_CONFIDENCE:
+        return _Tempo(None, None, REASON_NO_RHYTHM)
     return _Tempo(round(refined, 1), round(confidence, 3))
 
 
@@ -272,7 +300,7 @@ def _half_beat_ratio(envs: list[np.ndarray], beats: list[np.ndarray]) -> float:
     on, mid = [], []
     for env, b in zip(envs, beats, strict=True):
         on += [_peak_near(env, f) for f in b]
-        mid += [_peak_near(env, (f0 + f1) / 2) for f0, f1 in zip(b[:-1], b[1:], strict=True)]
+        mid += [_peak_near(env, (f0 + f1) / 2) for f0, f1 in itertools.pairwise(b)]
     if not on or not mid or np.mean(on) <= 0:
         return 1.0
     return float(np.mean(mid) / np.mean(on))
@@ -309,7 +337,6 @@ def _refine_bpm(envs: list[np.ndarray], sr: int, bpm: float) -> tuple[float | No
     fps = sr / HOP
     for _ in range(2):  # re-track once at the refined tempo so the DP's period matches the music
         period0 = fps * 60.0 / bpm
-        sxy = sxx = 0.0
         fits = []
         for env, b in zip(envs, _track(envs, sr, bpm), strict=True):
             if b.size < 4:
@@ -324,9 +351,9 @@ def _refine_bpm(envs: list[np.ndarray], sr: int, bpm: float) -> tuple[float | No
             for idx, t in fits:
                 sxy += float(np.sum((idx - idx.mean()) * (t - t.mean())))
                 sxx += float(np.sum((idx - idx.mean()) ** 2))
-            if sxx <= 0:
+            period = sxy / sxx if sxx > 0 else 0.0
+            if period <= 0:
                 return None, 0.0
-            period = sxy / sxx
             kept = []
             for idx, t in fits:
                 resid = t - t.mean() - period * (idx - idx.mean())
@@ -360,53 +387,69 @@ def _subframe_peak(env: np.ndarray, frame: int) -> float:
 def _estimate_key(excerpts: list[np.ndarray], sr: int) -> _Key:
     # Tuning from the longest excerpt's first 20 s: a detuned recording would otherwise smear semitones.
     probe = max(excerpts, key=len)[: int(20 * sr)]
-    tuning = float(librosa.estimate_tuning(y=probe, sr=sr, n_fft=4096, hop_length=1024))
+    with warnings.catch_warnings():  # pitchless input (drums only) warns and returns 0, which is fine
+        warnings.simplefilter("ignore", UserWarning)
+        tuning = float(librosa.estimate_tuning(y=probe, sr=sr, n_fft=4096, hop_length=1024))
     chroma = np.zeros(12)
-    bass = np.zeros(12)
+    harmonic_energy = total_energy = 0.0
     for e in excerpts:
         semis = _semitone_spectrogram(e, sr, tuning)
         harm = _harmonic(semis)
+        harmonic_energy += float(np.sum(harm**2))
+        total_energy += float(np.sum(semis**2))
         # Mild compression so a few loud notes do not outvote the harmony.
         harm = np.log1p(harm / (harm.max() + 1e-12) * COMPRESSION)
-        octaves = harm.reshape(CQT_OCTAVES, 12, -1).sum(axis=2)  # (octave, pitch class), bin 0 = C2
-        chroma += octaves.sum(axis=0)
-        bass += octaves[:BASS_OCTAVES].sum(axis=0)
+        chroma += harm.reshape(CQT_OCTAVES, 12, -1).sum(axis=(0, 2))  # bin 0 is C1: rows fold onto C..B
 
+    # Noise and speech: little sustained pitch energy (gliding or absent), a flat chroma, or no key fit.
     contrast = float(chroma.std() / (chroma.mean() + 1e-12))
-    if contrast < MIN_CHROMA_CONTRAST:
+    harmonic_ratio = harmonic_energy / total_energy if total_energy > 0 else 0.0
+    if harmonic_ratio < MIN_HARMONIC_RATIO or contrast < MIN_CHROMA_CONTRAST:
         return _Key(None, None, None, REASON_NO_TONAL_CONTENT)
-    scores = _key_scores(chroma, bass)
+    scores = _key_scores(chroma)
     order = np.argsort(scores)[::-1]
-    best, second = scores[order[0]], scores[order[1]]
-    margin = best - second
-    confidence = float(np.clip(margin / 0.15, 0.0, 1.0) * np.clip(contrast / 0.5, 0.0, 1.0))
+    best, second = float(scores[order[0]]), float(scores[order[1]])
+    if best < MIN_PROFILE_FIT:
+        return _Key(None, None, None, REASON_NO_TONAL_CONTENT)
+    if best - second < MIN_KEY_MARGIN:  # a coin flip between two keys (e.g. a lone note or interval)
+        return _Key(None, None, None, REASON_AMBIGUOUS)
+    # Margin over the runner-up (often the relative or a fifth-related key), times how well the best
+    # profile fits at all, times how much music was heard: a short loop can fit the wrong key very well.
+    seconds = sum(e.size for e in excerpts) / sr
+    confidence = float(
+        np.clip((best - second) / KEY_MARGIN_SCALE, 0.0, 1.0)
+        * np.clip((best - MIN_PROFILE_FIT) / 0.3, 0.0, 1.0)
+        * min(1.0, seconds / KEY_FULL_EVIDENCE_SECONDS)
+    )
     mode = "major" if order[0] < 12 else "minor"
     tonic = PITCH_CLASSES[order[0] % 12]
     return _Key(tonic, mode, round(confidence, 3))
 
 
 def _semitone_spectrogram(y: np.ndarray, sr: int, tuning: float) -> np.ndarray:
-    """Magnitude per semitone (rows from C2) from a 3-bins-per-semitone CQT, keeping the centre bin.
+    """Magnitude per semitone (rows from C1) from a 3-bins-per-semitone CQT, keeping the centre bin.
 
     A 12-bin/octave CQT leaks about half of each note into its neighbours, which smears the chroma; the
     centre of three bins, aligned to the estimated tuning, is sharp and still cheap.
     """
-    c = np.abs(
-        librosa.cqt(y, sr=sr, hop_length=KEY_HOP, fmin=float(librosa.midi_to_hz(CQT_FMIN_MIDI - 1 / 3 + tuning)),
-                    n_bins=36 * CQT_OCTAVES, bins_per_octave=36)
-    )  # fmt: skip
+    fmin = float(librosa.midi_to_hz(CQT_FMIN_MIDI - 1 / 3 + tuning))  # centre bin lands on the semitone
+    n_bins = 36 * CQT_OCTAVES
+    c = np.abs(librosa.cqt(y, sr=sr, hop_length=KEY_HOP, fmin=fmin, n_bins=n_bins, bins_per_octave=36))
     return c.reshape(12 * CQT_OCTAVES, 3, -1)[:, 1, :]
 
 
 def _harmonic(c: np.ndarray) -> np.ndarray:
-    """Harmonic part of a magnitude CQT by median-filter HPSS (soft mask), suppressing drums."""
+    """Harmonic part by median-filter HPSS (soft mask): ~1.6 s along time vs 9 semitones across pitch.
+
+    Done on the 84-row semitone spectrogram rather than the STFT, which makes it ~20x cheaper.
+    """
     h = median_filter(c, size=(1, 17), mode="reflect")
     p = median_filter(c, size=(9, 1), mode="reflect")
     mask = h**2 / (h**2 + p**2 + 1e-12)
     return c * mask
 
 
-def _key_scores(chroma: np.ndarray, bass: np.ndarray) -> np.ndarray:
+def _key_scores(chroma: np.ndarray) -> np.ndarray:
     """Correlation of the chroma with each of the 24 rotated key profiles (0-11 major, 12-23 minor)."""
     major, minor = PROFILES[KEY_PROFILE]
     scores = np.empty(24)

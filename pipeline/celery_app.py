@@ -17,10 +17,10 @@ settings = get_settings()
 # limit fires, then its hard limit; a lease outlives the longest step, so the reaper never takes an
 # upload from a live worker; the broker's visibility timeout outlives the lease, so Redis never
 # redelivers a message whose task may still be running.
-TRANSCODE_SOFT_LIMIT = settings.ffmpeg_timeout_seconds + 300
-TRANSCODE_HARD_LIMIT = TRANSCODE_SOFT_LIMIT + 60
-LEASE_SECONDS = TRANSCODE_HARD_LIMIT + 300
-VISIBILITY_TIMEOUT = LEASE_SECONDS + 600
+TRANSCODE_SOFT_LIMIT = settings.ffmpeg_timeout_seconds + settings.step_grace_seconds
+TRANSCODE_HARD_LIMIT = TRANSCODE_SOFT_LIMIT + settings.step_grace_seconds
+LEASE_SECONDS = TRANSCODE_HARD_LIMIT + settings.step_grace_seconds
+VISIBILITY_TIMEOUT = LEASE_SECONDS + settings.step_grace_seconds
 # librosa compiles with numba; a writable on-disk cache means a worker compiles once, not per start.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(settings.work_dir / "numba-cache"))
 

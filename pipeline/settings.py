@@ -26,14 +26,17 @@ class Settings(BaseSettings):
 
     # Policy limits: content over them is `blocked`, checked before any heavy work.
     max_upload_bytes: int = 500 * 1024 * 1024
-    max_duration_seconds: float = 3 * 60 * 60
+    max_duration_seconds: float = 2 * 60 * 60
     min_duration_seconds: float = 1.0
     max_streams: int = 8
+    max_cover_bytes: int = 10 * 1024 * 1024  # larger embedded pictures are ignored, not stored
 
     # Every ffmpeg/ffprobe child is killed with its process group past these.
     probe_timeout_seconds: float = 30.0
     ffmpeg_timeout_seconds: float = 1800.0
     ffmpeg_cpu_seconds: int = 3600
+    # Margin between the limits that follow from ffmpeg's (see celery_app.py and the README).
+    step_grace_seconds: float = 300.0
 
     # A lost broker message never loses an upload: pending rows are re-sent after this.
     redispatch_after_seconds: float = 60.0

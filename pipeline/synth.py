@@ -114,15 +114,16 @@ def render_track(
     rng = np.random.default_rng(seed)
     root_pc = pitch_class(tonic)
     scale = [(root_pc + s) % 12 for s in SCALES[mode]]
-    n_total = int(round(seconds * sr))
+    n_total = round(seconds * sr)
     buf = np.zeros((n_total, 2))
     beat = 60.0 / bpm
     n_beats = int(np.ceil(seconds / beat)) + 1
     kit = _drum_kit(sr, rng)
+    cache: dict[tuple[object, ...], np.ndarray] = {}  # rendered notes/chords, reused on every repeat
 
     def at(beat_pos: float, jitter: float = 0.004) -> int:
         # Small timing jitter so the onsets are "played", not perfectly quantised.
-        return int(round((beat_pos * beat + rng.normal(0, jitter)) * sr))
+        return round((beat_pos * beat + rng.normal(0, jitter)) * sr)
 
     # Drums: kick on 1 and 3, snare on 2 and 4, hats on every eighth (on-beat hats a bit louder).
     for b in range(n_beats):
@@ -146,21 +147,29 @@ def render_track(
         bar_start = bar * 4
 
         # Chords: one sustained triad per bar, voiced around middle C, slightly detuned left/right.
-        n = int(4 * beat * sr)
-        env = _adsr(n, sr, attack=0.015, decay=0.6, sustain=0.55, release=0.08)
-        for midi in _voice(chord_pcs, 55):
-            for ch, detune in ((0, -0.04), (1, 0.04)):
-                sig = _tone(_hz(midi + detune), n, sr, chord_harm, phase=rng.uniform(0, 2 * np.pi))
-                gains = (0.09, 0.0) if ch == 0 else (0.0, 0.09)
-                _add(buf, at(bar_start, 0.002), sig * env, gains)
+        if ("chord", degree) not in cache:
+            n = int(4 * beat * sr)
+            env = _adsr(n, sr, attack=0.015, decay=0.6, sustain=0.55, release=0.08)
+            sides = []
+            for detune in (-0.04, 0.04):
+                sides.append(env * sum(
+                    _tone(_hz(m + detune), n, sr, chord_harm, phase=rng.uniform(0, 2 * np.pi))
+                    for m in _voice(chord_pcs, 55)
+                ))  # fmt: skip
+            cache[("chord", degree)] = np.stack(sides, axis=1)
+        start = at(bar_start, 0.002)
+        _add(buf, start, cache[("chord", degree)][:, 0], (0.09, 0.0))
+        _add(buf, start, cache[("chord", degree)][:, 1], (0.0, 0.09))
 
         # Bass: the chord root on each beat, octave up on beat 4.
         root_midi = _voice([chord_pcs[0]], 33)[0]
         for b in range(4):
-            n = int(0.95 * beat * sr)
             midi = root_midi + (12 if b == 3 else 0)
-            env = _adsr(n, sr, attack=0.005, decay=0.25, sustain=0.4, release=0.03)
-            _add(buf, at(bar_start + b), _tone(_hz(midi), n, sr, bass_harm) * env, (0.32, 0.32))
+            if ("bass", midi) not in cache:
+                n = int(0.95 * beat * sr)
+                env = _adsr(n, sr, attack=0.005, decay=0.25, sustain=0.4, release=0.03)
+                cache[("bass", midi)] = _tone(_hz(midi), n, sr, bass_harm) * env
+            _add(buf, at(bar_start + b), cache[("bass", midi)], (0.32, 0.32))
 
         # Melody: scale notes on quarter/eighth rhythms. Like most tunes it gravitates to the tonic: each
         # 4-bar phrase starts on it and ends on it held for two beats; strong beats take chord tones,
@@ -182,14 +191,14 @@ def render_track(
             pc = scale[degree_idx]
             if rng.random() < 0.85:  # leave the odd rest
                 n = int(dur * beat * sr)
-                vib = 1.0 + 0.003 * np.sin(2 * np.pi * 5.5 * np.arange(n) / sr)
                 midi = _voice([pc], 67)[0]
-                sig = sum(
-                    a * np.sin(2 * np.pi * _hz(midi) * k * np.cumsum(vib) / sr)
-                    for k, a in enumerate(lead_harm, start=1)
-                )
-                env = _adsr(n, sr, attack=0.02, decay=0.3, sustain=0.6, release=0.05)
-                _add(buf, at(bar_start + pos), np.asarray(sig) * env, (0.14, 0.10))
+                if ("lead", midi, n) not in cache:
+                    vib = 1.0 + 0.003 * np.sin(2 * np.pi * 5.5 * np.arange(n) / sr)
+                    phase = 2 * np.pi * _hz(midi) * np.cumsum(vib) / sr
+                    sig = sum(a * np.sin(k * phase) for k, a in enumerate(lead_harm, start=1))
+                    env = _adsr(n, sr, attack=0.02, decay=0.3, sustain=0.6, release=0.05)
+                    cache[("lead", midi, n)] = np.asarray(sig) * env
+                _add(buf, at(bar_start + pos), cache[("lead", midi, n)], (0.14, 0.10))
             pos += dur
 
     peak = float(np.abs(buf).max())

@@ -198,7 +198,9 @@ def _enforce_policy(info: media_probe.ProbeResult) -> None:
 
 
 def _store_cover(job: Job, source: Path, info: media_probe.ProbeResult, scratch: Path) -> str | None:
-    cover = media_probe.extract_cover(source, info, scratch, timeout=settings.probe_timeout_seconds)
+    cover = media_probe.extract_cover(
+        source, info, scratch, timeout=settings.probe_timeout_seconds, max_bytes=settings.max_cover_bytes
+    )
     if cover is None:
         return None
     path, content_type = cover
@@ -253,9 +255,8 @@ def analyze(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     with _step(job, "analyze") as scratch:
         pcm_path = scratch / "analysis.s16le"
         get_store(settings).client.download_file(settings.s3_bucket, job.pcm_key, str(pcm_path))
-        pcm = np.memmap(pcm_path, dtype=PCM_DTYPE, mode="r")
-        samples = np.asarray(pcm, dtype=np.float32) / 32768.0
-        job.analysis = analysis.analyze_pcm(samples, PCM_SAMPLE_RATE).to_metadata()
+        pcm = np.memmap(pcm_path, dtype=PCM_DTYPE, mode="r")  # analysis reads bounded excerpts only
+        job.analysis = analysis.analyze_pcm(pcm, PCM_SAMPLE_RATE).to_metadata()
     return job.model_dump(mode="json")
 
 

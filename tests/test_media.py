@@ -4,6 +4,7 @@ import http.server
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -208,3 +209,27 @@ def test_runner_kills_the_whole_process_group_on_timeout(tmp_path: Path) -> None
 def test_runner_enforces_the_cpu_limit() -> None:
     with pytest.raises(ToolTimeout):
         run_tool(["sh", "-c", "while :; do :; done"], timeout=30, cpu_seconds=1)
+
+
+def test_a_tool_dies_with_the_worker_that_ran_it(tmp_path: Path) -> None:
+    marker = tmp_path / "tool.pid"
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from pipeline.media.runner import run_tool; import sys;"
+            f"run_tool(['sh', '-c', 'echo $$ > {marker}; exec sleep 60'], timeout=60, cpu_seconds=60)",
+        ]
+    )
+    deadline = time.monotonic() + 10
+    while not marker.exists() or not marker.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    tool = int(marker.read_text())
+    assert Path(f"/proc/{tool}").exists()
+    worker.kill()  # SIGKILL: no finally block runs in the worker
+    worker.wait()
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{tool}").exists() and "Z" not in Path(f"/proc/{tool}/stat").read_text().split()[2]:
+        assert time.monotonic() < deadline, "the tool outlived its worker"
+        time.sleep(0.05)

@@ -170,8 +170,11 @@ def _bounded_tags(tags: dict[str, Any]) -> dict[str, str]:
     return clean
 
 
-def extract_cover(source: Path, info: ProbeResult, out_dir: Path, *, timeout: float) -> tuple[Path, str] | None:
-    """Copies the embedded cover picture out as a file; returns (path, content type) or None."""
+def extract_cover(
+    source: Path, info: ProbeResult, out_dir: Path, *, timeout: float, max_bytes: int
+) -> tuple[Path, str] | None:
+    """Copies the embedded cover picture out as a file; returns (path, content type), or None when
+    there is none, it is broken, or it is larger than max_bytes."""
     if info.cover_stream_index is None or info.cover_codec is None:
         return None
     extension, content_type = _COVER_CODECS[info.cover_codec]
@@ -187,7 +190,11 @@ def extract_cover(source: Path, info: ProbeResult, out_dir: Path, *, timeout: fl
     except (ToolError, ToolTimeout) as exc:
         log.warning("cover art not extracted: %s", exc)  # a broken picture must not sink the song
         return None
-    return (target, content_type) if target.exists() and target.stat().st_size > 0 else None
+    size = target.stat().st_size if target.exists() else 0
+    if not 0 < size <= max_bytes:
+        log.warning("cover art ignored: %d bytes (limit %d)", size, max_bytes)
+        return None
+    return target, content_type
 
 
 def _int(value: Any) -> int | None:

@@ -31,11 +31,18 @@ class ToolTimeout(Exception):
     """The tool ran past its wall-clock or CPU limit and was killed."""
 
 
+# Address-space cap per tool: ffmpeg decoding audio needs far less; a hostile file that makes it
+# allocate more fails instead of pushing the worker's machine into swap or the OOM killer.
+MEMORY_LIMIT_BYTES = 2 * 1024**3
+
+
 def run_tool(argv: list[str], *, timeout: float, cpu_seconds: int) -> bytes:
     """Runs argv (never through a shell) and returns its stdout."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        argv,
+        # setpriv execs the tool with a parent-death signal: if the worker process is killed
+        # (kill -9, OOM), its ffmpeg dies with it instead of running on as an orphan.
+        ["setpriv", "--pdeathsig", "KILL", "--", *argv],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -44,6 +51,7 @@ def run_tool(argv: list[str], *, timeout: float, cpu_seconds: int) -> bytes:
     try:
         # Set from outside so no preexec_fn runs between fork and exec in a threaded worker.
         resource.prlimit(proc.pid, resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+        resource.prlimit(proc.pid, resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         raise ToolTimeout(f"{argv[0]} ran over {timeout:.0f} s and was killed") from None

@@ -1,0 +1,242 @@
+"""Tempo/key analysis on generated music with known answers, plus the honest-null cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydantic
+import pytest
+import soundfile as sf
+from scipy.signal import lfilter
+
+from pipeline import analysis
+from pipeline.analysis import ANALYSIS_SAMPLE_RATE as SR
+from pipeline.analysis import AnalysisResult, analyze_pcm, camelot
+from pipeline.synth import NOTE_NAMES, render_track, write_wav
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm() -> None:
+    analysis.warm_up()  # pays the numba JIT once, so the timing test measures steady-state cost
+
+
+def mono(bpm: float, tonic: str, mode: str, seconds: float = 30.0, seed: int = 0, sr: int = SR) -> np.ndarray:
+    return render_track(bpm, tonic, mode, seconds, sample_rate=sr, seed=seed).mean(axis=1)
+
+
+def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+    """Voiced source with a gliding pitch, irregular syllables and pauses, through moving vowel formants."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    knots = rng.uniform(100, 190, int(seconds * 3) + 2)
+    phase = np.cumsum(np.interp(t, np.linspace(0, seconds, knots.size), knots)) / SR
+    source = sum(np.sin(2 * np.pi * k * phase) / k for k in range(1, 30))
+    syllables = np.zeros(n)
+    pos = 0
+    while pos < n:
+        d = int(rng.uniform(0.08, 0.35) * SR)
+        seg = syllables[pos : pos + d]
+        seg[:] = np.hanning(d)[: seg.size] ** 0.5 * rng.uniform(0.4, 1.0)
+        pos += d + int(rng.exponential(0.06) * SR)
+    knots = rng.random(int(seconds / 1.5) + 2)
+    pauses = np.interp(t, np.linspace(0, seconds, knots.size), knots) > 0.25
+    y = source * syllables * pauses
+    out = np.zeros(n)
+    block = int(0.1 * SR)
+    vowels = [(730, 1090), (270, 2290), (300, 870), (530, 1840), (640, 1190)]
+    for s in range(0, n, block):
+        seg = y[s : s + block]
+        for f in vowels[rng.integers(len(vowels))]:
+            r, theta = 0.97, 2 * np.pi * f / SR
+            seg = lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], seg)
+        out[s : s + block] = seg
+    return (0.8 * out / np.abs(out).max()).astype(np.float32)
+
+
+# --- tempo -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bpm", "tonic", "mode", "seed"),
+    [(96, "D", "major", 1), (120, "A", "minor", 2), (128, "F", "major", 3), (140, "C#", "minor", 4),
+     (72.5, "G", "major", 5), (174, "E", "minor", 6), (103.7, "B", "minor", 7)],
+)  # fmt: skip
+def test_tempo_within_two_percent_no_octave_errors(bpm: float, tonic: str, mode: str, seed: int) -> None:
+    r = analyze_pcm(mono(bpm, tonic, mode, seed=seed))
+    assert r.bpm is not None, r
+    assert r.bpm_null_reason is None
+    assert abs(r.bpm - bpm) / bpm < 0.02, f"expected {bpm}, got {r.bpm}"
+    assert r.bpm == round(r.bpm, 1)
+    assert r.bpm_confidence is not None and 0.5 <= r.bpm_confidence <= 1.0
+
+
+def test_tempo_is_refined_below_the_onset_frame_grid() -> None:
+    # 123.4 BPM is not on the 43 frames/s lag grid (neighbours ~123.0 and ~129.2): needs beat regression.
+    r = analyze_pcm(mono(123.4, "A", "major", seconds=40, seed=11))
+    assert r.bpm is not None and abs(r.bpm - 123.4) <= 0.3
+
+
+# --- key ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tonic", "mode", "bpm", "seed"),
+    [("C", "major", 110, 21), ("G", "major", 97, 22), ("A#", "major", 132, 23), ("F#", "major", 88, 24),
+     ("A", "minor", 120, 25), ("E", "minor", 100, 26), ("D#", "minor", 140, 27), ("G#", "minor", 84, 28)],
+)  # fmt: skip
+def test_key_exact(tonic: str, mode: str, bpm: float, seed: int) -> None:
+    r = analyze_pcm(mono(bpm, tonic, mode, seed=seed))
+    assert (r.tonic, r.mode) == (tonic, mode), f"expected {tonic} {mode}, got {r.key}"
+    assert r.key == f"{tonic} {mode}"
+    assert r.camelot == camelot(tonic, mode)
+    assert r.key_null_reason is None
+    assert r.key_confidence is not None and 0.0 < r.key_confidence <= 1.0
+
+
+def test_key_survives_detuned_recording() -> None:
+    # Play the track 30 cents sharp (resampling also speeds it up by the same ratio).
+    y = mono(100, "F", "minor", seed=31)
+    ratio = 2 ** (30 / 1200)
+    r = analyze_pcm(y, sample_rate=round(SR * ratio))
+    assert r.key == "F minor"
+    assert r.bpm is not None and abs(r.bpm - 100 * ratio) / (100 * ratio) < 0.02
+
+
+def test_camelot_wheel() -> None:
+    assert camelot("A", "minor") == "8A"
+    assert camelot("C", "major") == "8B"
+    assert camelot("B", "major") == "1B"
+    assert camelot("G#", "minor") == "1A"
+    assert camelot("Ab", "minor") == "1A"  # flats accepted
+    assert camelot("F#", "major") == "2B"
+    assert camelot("E", "major") == "12B"
+    for i, tonic in enumerate(NOTE_NAMES):
+        relative_minor = NOTE_NAMES[(i + 9) % 12]
+        fifth_up = NOTE_NAMES[(i + 7) % 12]
+        major = camelot(tonic, "major")
+        # A key and its relative minor share a number; a fifth up is the next number on the wheel.
+        assert camelot(relative_minor, "minor") == major[:-1] + "A"
+        assert int(camelot(fifth_up, "major")[:-1]) == int(major[:-1]) % 12 + 1
+    assert len({camelot(t, m) for t in NOTE_NAMES for m in ("major", "minor")}) == 24
+
+
+# --- honest nulls ------------------------------------------------------------------------------------
+
+
+def test_digital_silence() -> None:
+    r = analyze_pcm(np.zeros(10 * SR, dtype=np.float32))
+    assert (r.bpm, r.key, r.camelot, r.bpm_confidence, r.key_confidence) == (None,) * 5
+    assert (r.bpm_null_reason, r.key_null_reason) == ("silence", "silence")
+
+
+def test_very_quiet_audio() -> None:
+    r = analyze_pcm(mono(120, "C", "major", seconds=10) * 10 ** (-72 / 20))  # peak ~ -73 dBFS
+    assert r.bpm is None and r.key is None
+    assert r.bpm_null_reason == r.key_null_reason == "too_quiet"
+
+
+def test_white_noise() -> None:
+    r = analyze_pcm(np.random.default_rng(0).normal(0, 0.25, 30 * SR).astype(np.float32))
+    assert r.bpm is None and r.bpm_null_reason == "no_rhythm"
+    assert r.key is None and r.tonic is None and r.mode is None and r.camelot is None
+    assert r.key_null_reason == "no_tonal_content"
+
+
+def test_speech_like_audio() -> None:
+    r = analyze_pcm(speech_like(30))
+    assert r.key is None and r.key_null_reason == "no_tonal_content"
+    assert r.bpm is None and r.bpm_null_reason == "no_rhythm"
+
+
+def test_sustained_chord_has_key_but_no_tempo() -> None:
+    t = np.arange(20 * SR) / SR
+    chord = sum(np.sin(2 * np.pi * 440 * 2 ** ((m - 69) / 12) * t) for m in (45, 57, 60, 64))  # A minor
+    r = analyze_pcm((0.2 * chord).astype(np.float32))
+    assert r.bpm is None and r.bpm_null_reason == "no_rhythm"
+    assert r.key == "A minor"
+
+
+def test_lone_tone_key_is_ambiguous() -> None:
+    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(5 * SR) / SR)  # A: A major? A minor? D? E?
+    r = analyze_pcm(tone.astype(np.float32))
+    assert r.key is None and r.key_null_reason == "ambiguous"
+    assert r.bpm is None and r.bpm_null_reason == "no_rhythm"
+
+
+def test_one_second_clip_is_too_short() -> None:
+    r = analyze_pcm(mono(120, "C", "major", seconds=1.0))
+    assert r.bpm is None and r.key is None
+    assert (r.bpm_null_reason, r.key_null_reason) == ("too_short", "too_short")
+
+
+def test_empty_and_nan_input_do_not_raise() -> None:
+    assert analyze_pcm(np.zeros(0, dtype=np.float32)).bpm_null_reason == "too_short"
+    y = mono(120, "G", "major", seconds=10)
+    y[1000:2000] = np.nan
+    assert analyze_pcm(y).key == "G major"
+
+
+# --- result shape, cost ------------------------------------------------------------------------------
+
+
+def test_to_metadata_and_frozen() -> None:
+    r = analyze_pcm(mono(120, "A", "minor", seed=2))
+    meta = r.to_metadata()
+    assert set(meta) == {"bpm", "bpm_confidence", "key", "tonic", "mode", "camelot", "key_confidence",
+                         "analysis_version"}  # fmt: skip
+    assert meta["analysis_version"] == analysis.ANALYSIS_VERSION
+    assert meta["camelot"] == "8A"
+    with pytest.raises(pydantic.ValidationError):
+        r.bpm = 1.0  # type: ignore[misc]
+    null = analyze_pcm(np.zeros(SR, dtype=np.float32)).to_metadata()
+    assert null["bpm"] is None and null["bpm_null_reason"] == "too_short"
+    assert null["key_null_reason"] == "too_short"
+    assert AnalysisResult.model_validate(meta).bpm == r.bpm
+
+
+def test_four_minute_track_read_as_memory_mapped_int16(tmp_path: Path) -> None:
+    """The pipeline hands analysis the decoder's s16le file, memory-mapped: same answer as floats."""
+    y = mono(131, "D", "minor", seconds=240, seed=41)
+    path = tmp_path / "analysis.s16le"
+    (np.clip(y, -1, 1) * 32767).astype("<i2").tofile(path)
+    r = analyze_pcm(np.memmap(path, dtype="<i2", mode="r"))
+    assert r.key == "D minor"
+    assert r.bpm is not None and abs(r.bpm - 131) <= 0.5
+    assert r == analyze_pcm(y).model_copy(
+        update={"bpm_confidence": r.bpm_confidence, "key_confidence": r.key_confidence}
+    )
+
+
+def test_other_sample_rates_and_stereo() -> None:
+    stereo = render_track(110, "E", "major", 20, sample_rate=44100, seed=51)
+    r = analyze_pcm(stereo, sample_rate=44100)
+    assert r.key == "E major"
+    assert r.bpm is not None and abs(r.bpm - 110) / 110 < 0.02
+
+
+# --- synth -------------------------------------------------------------------------------------------
+
+
+def test_render_track_shape_level_and_determinism() -> None:
+    a = render_track(120, "C", "major", 5.0, sample_rate=22050, seed=3)
+    assert a.shape == (round(5.0 * 22050), 2) and a.dtype == np.float32
+    assert abs(20 * np.log10(np.abs(a).max()) - (-1.0)) < 0.1
+    assert np.array_equal(a, render_track(120, "C", "major", 5.0, sample_rate=22050, seed=3))
+    assert not np.array_equal(a, render_track(120, "C", "major", 5.0, sample_rate=22050, seed=4))
+    assert not np.array_equal(a[:, 0], a[:, 1])  # genuinely stereo
+    with pytest.raises(ValueError):
+        render_track(120, "H", "major", 1.0)
+    with pytest.raises(ValueError):
+        render_track(120, "C", "dorian", 1.0)
+
+
+def test_write_wav_roundtrip(tmp_path: Path) -> None:
+    a = render_track(100, "A", "minor", 2.0, sample_rate=22050)
+    path = tmp_path / "t.wav"
+    write_wav(path, a, 22050)
+    info = sf.info(str(path))
+    assert (info.samplerate, info.channels, info.subtype) == (22050, 2, "PCM_16")
+    back, _ = sf.read(str(path), dtype="float32")
+    assert np.max(np.abs(back - a)) < 1e-4
