@@ -50,6 +50,7 @@ app.conf.update(
     timezone="UTC",
     beat_schedule={
         "reap-expired-leases": {"task": "pipeline.reap_expired_leases", "schedule": settings.reap_interval_seconds},
+        "flush-cache-invalidations": {"task": "pipeline.flush_cache_invalidations", "schedule": 10.0},
     },
 )
 

@@ -4,6 +4,7 @@ import os
 from functools import cache
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -13,13 +14,21 @@ from pipeline.errors import Outcome, Reason
 from pipeline.settings import Settings
 
 
+def _queue_invalidation(conn: psycopg.Connection[Any], song_ids: list[str]) -> None:
+    """Records, inside the caller's transaction, that song:<id> must leave the cache (see cache.py)."""
+    conn.execute(
+        """INSERT INTO cache_invalidations (song_id) SELECT unnest(%s::uuid[])
+           ON CONFLICT (song_id) DO UPDATE SET queued_at = clock_timestamp()""",
+        (song_ids,),
+    )
+
+
 class ClaimedUpload(BaseModel):
     upload_id: str
     song_id: str
     storage_key: str
     file_name: str
     attempts: int
-    song_status_changed: bool  # the caller owes the cache an invalidation
 
 
 class SongFields(BaseModel):
@@ -68,7 +77,7 @@ def claim_upload(settings: Settings, upload_id: str, job_id: str, lease_seconds:
                 (upload_id, job_id),
             )
             row = cur.fetchone()
-            return None if row is None else ClaimedUpload(**row, song_status_changed=False)
+            return None if row is None else ClaimedUpload(**row)
         if row["song_id"] is None or row["storage_key"] is None:
             cur.execute(
                 """UPDATE uploads SET status = 'failed', error_code = %s, error_message = %s,
@@ -80,7 +89,9 @@ def claim_upload(settings: Settings, upload_id: str, job_id: str, lease_seconds:
             "UPDATE songs SET status = 'processing' WHERE id = %s AND status IN ('uploaded', 'failed')",
             (row["song_id"],),
         )
-        return ClaimedUpload(**row, song_status_changed=cur.rowcount == 1)
+        if cur.rowcount == 1:
+            _queue_invalidation(conn, [row["song_id"]])
+        return ClaimedUpload(**row)
 
 
 def renew_lease(settings: Settings, upload_id: str, job_id: str, lease_seconds: float) -> bool:
@@ -114,15 +125,20 @@ def publish(
     genre: str | None,
     cover_image_key: str | None,
 ) -> bool:
-    """Makes the song playable in one transaction; False when this job no longer owns the upload."""
+    """Makes the song playable in one transaction. True when this job has published the song (now, or
+    in an earlier run of this step); False when the upload belongs to another job."""
     with pool(settings).connection() as conn, conn.transaction():
-        cur = conn.execute(
-            """UPDATE uploads SET status = 'done', finished_at = now(), lease_expires_at = NULL
-                WHERE id = %s AND status = 'processing' AND job_id = %s""",
-            (upload_id, job_id),
-        )
-        if cur.rowcount != 1:
+        row = conn.execute(
+            "SELECT status FROM uploads WHERE id = %s AND job_id = %s FOR UPDATE", (upload_id, job_id)
+        ).fetchone()
+        if row is None or row[0] not in ("processing", "done"):
             return False
+        if row[0] == "done":
+            return True
+        conn.execute(
+            "UPDATE uploads SET status = 'done', finished_at = now(), lease_expires_at = NULL WHERE id = %s",
+            (upload_id,),
+        )
         conn.execute(
             """UPDATE songs
                   SET storage_keys = %(keys)s,
@@ -143,13 +159,15 @@ def publish(
                 "song": song_id,
             },
         )
+        _queue_invalidation(conn, [song_id])
         return True
 
 
 def finish_with_error(
     settings: Settings, *, upload_id: str, job_id: str, outcome: Outcome, reason: Reason, message: str
 ) -> str | None:
-    """Records why the job ended without a song; returns the song id when anything changed."""
+    """Records why the job ended without a song; returns the song id, or None when this job had
+    already lost the upload."""
     with pool(settings).connection() as conn, conn.transaction():
         row = conn.execute(
             """UPDATE uploads SET status = %s, error_code = %s, error_message = %s,
@@ -161,10 +179,12 @@ def finish_with_error(
         if row is None:
             return None
         # A song that is already playable (a reprocess that failed) keeps its status.
-        conn.execute(
+        changed = conn.execute(
             "UPDATE songs SET status = %s WHERE id = %s AND status IN ('uploaded', 'processing')",
             (outcome.value, row[0]),
-        )
+        ).rowcount
+        if changed:
+            _queue_invalidation(conn, [str(row[0])])
         return str(row[0])
 
 
@@ -220,6 +240,7 @@ def reap_expired_leases(settings: Settings, *, max_attempts: int) -> list[Reaped
                     WHERE id = ANY(%s::uuid[]) AND status IN ('uploaded', 'processing')""",
                 (failed,),
             )
+            _queue_invalidation(conn, failed)
         return reaped
 
 
@@ -245,3 +266,25 @@ def unfinished_count(settings: Settings, upload_ids: list[str]) -> int:
             (upload_ids,),
         ).fetchone()
         return int(row[0]) if row else 0
+
+
+def queued_invalidations(settings: Settings, song_ids: list[str] | None, limit: int = 1000) -> list[tuple[str, Any]]:
+    """(song id, queued_at) of pending cache invalidations: the given songs, or the oldest ones."""
+    with pool(settings).connection() as conn:
+        if song_ids is None:
+            rows = conn.execute(
+                "SELECT song_id::text, queued_at FROM cache_invalidations ORDER BY queued_at LIMIT %s", (limit,)
+            ).fetchall()
+        else:
+            rows = conn.execute(
+                "SELECT song_id::text, queued_at FROM cache_invalidations WHERE song_id = ANY(%s::uuid[])",
+                (song_ids,),
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+
+def clear_invalidations(settings: Settings, done: list[tuple[str, Any]]) -> None:
+    """Forgets invalidations that were carried out, unless the song changed again meanwhile."""
+    with pool(settings).connection() as conn, conn.transaction():
+        for song_id, queued_at in done:
+            conn.execute("DELETE FROM cache_invalidations WHERE song_id = %s AND queued_at <= %s", (song_id, queued_at))

@@ -6,6 +6,8 @@ that its job still owns the upload, so a stale or duplicated chain stops instead
 """
 
 import logging
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -14,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
+import kombu.exceptions
 import numpy as np
 import psycopg
 import psycopg_pool
 import redis
 from celery import Task, chain
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init
 from pydantic import BaseModel
 
 from pipeline import analysis, cache, db
@@ -44,6 +47,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     botocore.exceptions.ConnectionClosedError,
     botocore.exceptions.ReadTimeoutError,
     botocore.exceptions.ConnectTimeoutError,
+    kombu.exceptions.OperationalError,  # the broker, when a step sends the next one
     ConnectionError,
 )
 
@@ -131,7 +135,8 @@ def _step(job: Job, step: str) -> Iterator[Path]:
         raise Ignore()
     started = time.monotonic()
     settings.work_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=settings.work_dir, prefix=f"{step}-") as scratch:
+    # The pid in the name lets a later process clean up after one that was killed (see below).
+    with tempfile.TemporaryDirectory(dir=settings.work_dir, prefix=f"{step}-{os.getpid()}-") as scratch:
         yield Path(scratch)
     log.info("%s done in %.2f s", job.log_context(step), time.monotonic() - started)
 
@@ -153,8 +158,7 @@ def claim(self: Task, upload_id: str) -> dict[str, Any]:
     if claimed is None:
         log.info("upload=%s step=claim skipped: not pending, or claimed by another job", upload_id)
         raise Ignore()
-    if claimed.song_status_changed:
-        cache.invalidate_song(settings, claimed.song_id)
+    cache.flush_after_commit(settings, claimed.song_id)
     log.info("upload=%s song=%s step=claim attempt=%d", upload_id, claimed.song_id, claimed.attempts)
     job = Job(upload_id=upload_id, song_id=claimed.song_id, job_id=job_id, raw_key=claimed.storage_key)
     return job.model_dump(mode="json")
@@ -286,7 +290,7 @@ def publish(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         )
         if not published:
             raise Ignore()
-        cache.invalidate_song(settings, job.song_id)
+        cache.flush_after_commit(settings, job.song_id)
         get_store(settings).delete_prefix(_work_prefix(job.upload_id))
     return {"upload_id": job.upload_id, "song_id": job.song_id, "status": "ready"}
 
@@ -298,8 +302,30 @@ def reap_expired_leases() -> dict[str, int]:
     for upload in reaped:
         log.warning("upload=%s song=%s step=reap lease expired -> %s", upload.upload_id, upload.song_id, upload.status)
         if upload.status == "failed":
-            cache.invalidate_song(settings, upload.song_id)
+            cache.flush_after_commit(settings, upload.song_id)
     return {"requeued": sum(u.status == "pending" for u in reaped), "failed": sum(u.status == "failed" for u in reaped)}
+
+
+@app.task(name="pipeline.flush_cache_invalidations", soft_time_limit=30, time_limit=60)
+def flush_cache_invalidations() -> int:
+    """Carries out the invalidations a Redis outage left queued."""
+    flushed = 0
+    for _ in range(100):  # bounded: a steady stream of new invalidations must not pin the task
+        batch = cache.flush(settings)
+        flushed += batch
+        if not batch:
+            break
+    return flushed
+
+
+@worker_process_init.connect
+def _remove_scratch_of_dead_processes(**_: object) -> None:
+    """A worker process killed mid-step (kill -9, OOM) leaves its scratch directory behind."""
+    for path in settings.work_dir.glob("*-*-*"):
+        pid = path.name.split("-")[1]
+        if path.is_dir() and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("removed scratch directory %s of dead process %s", path.name, pid)
 
 
 @worker_init.connect

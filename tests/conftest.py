@@ -2,6 +2,7 @@
 over HTTP (moto, on a free port), real ffmpeg, and real Celery worker and scheduler processes."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -13,27 +14,80 @@ import psycopg
 import pytest
 import redis
 
-# The settings are read at import time by the Celery app, so the environment is set first.
+from pipeline.local_s3 import free_port, start_local_s3
+
+
+class RedisServer:
+    """A Redis of the tests' own, so that fault tests can stop and restart it without touching the
+    machine's Redis."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=self.port).ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+
+
+REDIS = RedisServer(free_port())
+REDIS.start()
+
+# The settings are read at import time by the Celery app, so the environment is set first. The time
+# limits are short so that recovery from a dead worker (lease expiry) takes seconds, not half an hour.
 _RUN = uuid.uuid4().hex[:8]
 TEST_ENV = {
     "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/pipeline_test_{_RUN}",
-    "REDIS_URL": "redis://127.0.0.1:6379/14",
-    "BROKER_URL": "redis://127.0.0.1:6379/15",
+    "REDIS_URL": f"redis://127.0.0.1:{REDIS.port}/0",
+    "BROKER_URL": f"redis://127.0.0.1:{REDIS.port}/1",
     "S3_BUCKET": f"pipeline-test-{_RUN}",
     "WORK_DIR": f"/tmp/pipeline-test-{_RUN}",
     "AWS_ACCESS_KEY_ID": "test",
     "AWS_SECRET_ACCESS_KEY": "test",
     "SWEEP_INTERVAL_SECONDS": "1",
+    "REDISPATCH_AFTER_SECONDS": "10",
+    "FFMPEG_TIMEOUT_SECONDS": "60",
+    "STEP_GRACE_SECONDS": "5",
+    "REAP_INTERVAL_SECONDS": "2",
 }
 os.environ.update(TEST_ENV)
 
-from pipeline.local_s3 import start_local_s3  # noqa: E402
 from pipeline.migrate import migrate  # noqa: E402
 from pipeline.samples import SampleTrack, make_samples  # noqa: E402
 from pipeline.settings import Settings, get_settings  # noqa: E402
 
-_S3_SERVER, _S3_ENDPOINT = start_local_s3()
-os.environ["S3_ENDPOINT_URL"] = _S3_ENDPOINT
+
+class S3Server:
+    """moto's S3 server in a thread; its objects live in this process, so a restart keeps them."""
+
+    def __init__(self) -> None:
+        self.server, self.endpoint = start_local_s3()
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        self.server, _ = start_local_s3(self.port)
+
+
+S3 = S3Server()
+os.environ["S3_ENDPOINT_URL"] = S3.endpoint
 get_settings.cache_clear()
 
 SAMPLES_DIR = Path("/tmp/pipeline-test-samples")  # generated once, reused across runs
@@ -42,8 +96,6 @@ SAMPLES_DIR = Path("/tmp/pipeline-test-samples")  # generated once, reused acros
 @pytest.fixture(scope="session")
 def settings() -> Iterator[Settings]:
     settings = get_settings()
-    for db in (14, 15):
-        redis.Redis(db=db).flushdb()
     migrate(settings.database_url)
     from pipeline.storage import get_store
 
@@ -56,6 +108,8 @@ def settings() -> Iterator[Settings]:
         return
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {settings.database_url.rsplit('/', 1)[1]} WITH (FORCE)")
+    REDIS.stop()
+    shutil.rmtree(settings.work_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
