@@ -71,6 +71,7 @@ class Job(BaseModel):
     genre: str | None = None
     renditions: dict[str, RenditionRef] = {}
     profile_version: int | None = None
+    decoded_seconds: float | None = None
     pcm_key: str | None = None
     analysis: dict[str, Any] | None = None
 
@@ -249,6 +250,7 @@ def transcode(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         job.pcm_key = _work_prefix(job.upload_id) + result.pcm_path.name
         store.upload(result.pcm_path, job.pcm_key, content_type="application/octet-stream", cache_control="no-store")
         job.profile_version = profiles.version
+        job.decoded_seconds = result.decoded_seconds
     return job.model_dump(mode="json")
 
 
@@ -267,11 +269,11 @@ def analyze(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
 @app.task(name="pipeline.publish", bind=True, base=PipelineTask, soft_time_limit=60, time_limit=120)
 def publish(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     job = Job.model_validate(payload)
-    assert job.probe is not None and job.analysis is not None
+    assert job.probe is not None and job.analysis is not None and job.decoded_seconds is not None
     with _step(job, "publish"):
         metadata = {
             **job.analysis,
-            "source": job.probe.source_metadata(),
+            "source": job.probe.source_metadata(decoded_seconds=job.decoded_seconds),
             "tags": job.probe.tags,
             "renditions": {name: ref.model_dump(exclude={"key"}) for name, ref in job.renditions.items()},
             "profile_version": job.profile_version,
@@ -283,7 +285,7 @@ def publish(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
             song_id=job.song_id,
             storage_keys={name: ref.key for name, ref in job.renditions.items()},
             metadata=metadata,
-            duration_seconds=round(job.probe.duration_seconds),
+            duration_seconds=round(job.decoded_seconds),
             album=job.album,
             genre=job.genre,
             cover_image_key=job.cover_key,

@@ -60,8 +60,10 @@ def test_probe_reads_each_accepted_format(samples: list[SampleTrack], fmt: str) 
     assert info.duration_seconds == pytest.approx(40.0, abs=0.1)
     assert info.tags.get("album") == "Demo Album"
     assert info.tags.get("genre") == "Electronic"
-    source = info.source_metadata()
+    source = info.source_metadata(decoded_seconds=info.duration_seconds)
     assert source["duration_seconds"] == pytest.approx(40.0, abs=0.1)
+    assert "declared_duration_seconds" not in source
+    assert info.source_metadata(decoded_seconds=12.0)["declared_duration_seconds"] == pytest.approx(40.0, abs=0.1)
     assert source["sample_rate"] in (44100, 96000)
 
 
@@ -162,7 +164,7 @@ def test_transcode_writes_every_rendition_as_its_profile_says(samples: list[Samp
         assert float(probed["format"]["duration"]) == pytest.approx(seconds, abs=0.15)
         assert "tags" not in probed["format"] or not set(probed["format"]["tags"]) - {"encoder"}
     pcm = np.fromfile(result.pcm_path, dtype=PCM_DTYPE)
-    assert pcm.size / PCM_SAMPLE_RATE == pytest.approx(40.0, abs=0.05)
+    assert pcm.size / PCM_SAMPLE_RATE == pytest.approx(40.0, abs=0.05) == result.decoded_seconds
     assert np.abs(pcm).max() > 10000  # real audio, not silence
 
 

@@ -48,18 +48,21 @@ class ProbeResult(BaseModel):
     cover_codec: str | None
     tags: dict[str, str]
 
-    def source_metadata(self) -> dict[str, Any]:
-        """The `songs.metadata.source` entry."""
-        return {
+    def source_metadata(self, decoded_seconds: float) -> dict[str, Any]:
+        """The `songs.metadata.source` entry; the duration is what actually decoded."""
+        source = {
             "format": self.format_name,
             "codec": self.audio.codec,
-            "duration_seconds": round(self.duration_seconds, 3),
+            "duration_seconds": round(decoded_seconds, 3),
             "sample_rate": self.audio.sample_rate,
             "channels": self.audio.channels,
             "bit_rate": self.audio.bit_rate or self.bit_rate,
             "bits_per_sample": self.audio.bits_per_sample,
             "size_bytes": self.size_bytes,
         }
+        if abs(self.duration_seconds - decoded_seconds) > 1.0:  # truncated, or a lying header
+            source["declared_duration_seconds"] = round(self.duration_seconds, 3)
+        return source
 
 
 def input_guard_args() -> list[str]:
@@ -118,7 +121,8 @@ def _ffprobe(path: Path, *, timeout: float, cpu_seconds: int) -> dict[str, Any]:
     except ToolError as exc:
         if "not on whitelist" in exc.stderr:
             raise ContentError(Reason.UNSUPPORTED_FORMAT, "the container format is not accepted") from exc
-        raise ContentError(Reason.NOT_AUDIO, f"not a readable audio file ({_last_line(exc.stderr)})") from exc
+        detail = _last_line(exc.stderr).replace(f"file:{path}", "the file")  # no scratch paths in messages
+        raise ContentError(Reason.NOT_AUDIO, f"not a readable audio file ({detail})") from exc
     return json.loads(out or b"{}")
 
 
@@ -158,7 +162,10 @@ def read_tags(path: Path) -> dict[str, str]:
         return {}
     if parsed is None or parsed.tags is None:
         return {}
-    return _bounded_tags({key: ", ".join(map(str, values)) for key, values in parsed.tags.items()})
+    # Multi-valued frames join with ", "; empty values (e.g. from NUL separators) are dropped.
+    return _bounded_tags(
+        {key: ", ".join(v for v in map(str, values) if v.strip()) for key, values in parsed.tags.items()}
+    )
 
 
 def _bounded_tags(tags: dict[str, Any]) -> dict[str, str]:

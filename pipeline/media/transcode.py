@@ -44,6 +44,7 @@ class TranscodeResult(BaseModel):
 
     renditions: tuple[Rendition, ...]
     pcm_path: Path  # mono s16le at PCM_SAMPLE_RATE, for analysis
+    decoded_seconds: float  # the truth when a header lies (a truncated file declares its full length)
 
 
 def transcode(
@@ -75,7 +76,7 @@ def transcode(
         _run(excerpt_command(source, info, profile, start, length, target), timeout, cpu_seconds)
         rendition = check_rendition(target, profile, info, expected_seconds=length, timeout=timeout)
         renditions.append(rendition.model_copy(update={"start_seconds": start}))
-    return TranscodeResult(renditions=tuple(renditions), pcm_path=pcm_path)
+    return TranscodeResult(renditions=tuple(renditions), pcm_path=pcm_path, decoded_seconds=decoded_seconds)
 
 
 def _source(source: Path, info: ProbeResult, **input_options: float) -> ffmpeg.Stream:
