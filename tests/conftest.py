@@ -1,8 +1,10 @@
 """Real services for the tests: a fresh PostgreSQL database, Redis databases of their own, an S3 server
 over HTTP (moto, on a free port), real ffmpeg, and real Celery worker and scheduler processes."""
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -118,58 +120,74 @@ def samples() -> list[SampleTrack]:
 
 
 class Process:
-    """A pipeline process (worker, scheduler) with its output in a log file the tests can read."""
+    """A pipeline process (worker, scheduler) with its output in a log file the tests can read.
 
-    def __init__(self, args: list[str], log_path: Path) -> None:
+    `start` waits until the process says it is ready; tests may stop, kill and start it again.
+    """
+
+    def __init__(self, args: list[str], log_path: Path, ready_text: str) -> None:
         self.log_path = log_path
         self.args = args
+        self.ready_text = ready_text
         self.proc: subprocess.Popen[bytes] | None = None
+        self._offset = 0
 
-    def start(self) -> None:
-        log = self.log_path.open("ab")
+    def start(self, timeout: float = 120) -> None:
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", *self.args],
-            stdout=log,
+            stdout=self.log_path.open("ab"),
             stderr=subprocess.STDOUT,
             env={**os.environ},
             start_new_session=True,
         )
+        self.wait_for_log(self.ready_text, timeout)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
+                self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group: what a machine dying looks like to the pipeline."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """What the process said since it was last started."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._offset)
+            return log.read().decode(errors="replace")
 
     def wait_for_log(self, text: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if text in self.log():
                 return
-            assert self.proc and self.proc.poll() is None, f"process exited:\n{self.log()[-3000:]}"
+            assert self.running(), f"process exited:\n{self.log()[-3000:]}"
             time.sleep(0.2)
         raise AssertionError(f"{text!r} not in log after {timeout} s:\n{self.log()[-3000:]}")
 
 
 @pytest.fixture(scope="session")
 def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
-    process = Process(["worker", "--concurrency", "2"], tmp_path_factory.mktemp("logs") / "worker.log")
+    process = Process(["worker", "--concurrency", "2"], tmp_path_factory.mktemp("logs") / "worker.log", "ready.")
     process.start()
-    process.wait_for_log("ready.", timeout=120)
     yield process
     process.stop()
 
 
 @pytest.fixture(scope="session")
 def scheduler(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
-    process = Process(["scheduler"], tmp_path_factory.mktemp("logs") / "scheduler.log")
+    process = Process(["scheduler"], tmp_path_factory.mktemp("logs") / "scheduler.log", "beat: Starting")
     process.start()
-    process.wait_for_log("beat: Starting", timeout=60)
     yield process
     process.stop()
