@@ -71,3 +71,59 @@ def test_schema_keeps_the_platform_contract_and_fixes_its_defects(fresh_url: str
 
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("INSERT INTO uploads (file_name, original_size, status) VALUES ('f', 1, 'bogus')")
+
+
+def test_the_worker_role_can_run_the_pipeline_and_nothing_more(fresh_url: str) -> None:
+    from pipeline import db
+    from pipeline.errors import Outcome, Reason
+    from pipeline.settings import Settings
+
+    migrate(fresh_url)
+    login = f"worker_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(fresh_url, autocommit=True) as owner:
+        owner.execute(f"CREATE ROLE {login} LOGIN IN ROLE pipeline_worker")
+        song = owner.execute("INSERT INTO songs (title, artist) VALUES ('t', 'a') RETURNING id::text").fetchone()[0]
+        uploads = [
+            owner.execute(
+                """INSERT INTO uploads (file_name, original_size, song_id, storage_key)
+                   VALUES ('f.mp3', 1, %s, 'raw/x') RETURNING id::text""",
+                (song,),
+            ).fetchone()[0]
+            for _ in range(2)
+        ]
+    worker = Settings(database_url=fresh_url.replace("postgres@", f"{login}@"))
+    try:
+        # Every statement the worker and the scheduler run, as the restricted role.
+        assert db.take_dispatchable(worker, limit=10, redispatch_after=60) == uploads
+        assert db.claim_upload(worker, uploads[0], "job-1", 60) is not None
+        assert db.renew_lease(worker, uploads[0], "job-1", 60)
+        assert db.song_fields(worker, song).album is None
+        assert db.publish(
+            worker, upload_id=uploads[0], job_id="job-1", song_id=song, storage_keys={"high": "k"},
+            metadata={"bpm": 120}, duration_seconds=3, album="A", genre="G", cover_image_key=None,
+        )  # fmt: skip
+        assert db.claim_upload(worker, uploads[1], "job-2", 60) is not None
+        assert db.finish_with_error(
+            worker, upload_id=uploads[1], job_id="job-2", outcome=Outcome.FAILED, reason=Reason.TIMEOUT, message="m"
+        )
+        assert db.reap_expired_leases(worker, max_attempts=3) == []
+        queued = db.queued_invalidations(worker, None)
+        assert [song_id for song_id, _ in queued] == [song]
+        db.clear_invalidations(worker, queued)
+        assert db.upload_report(worker, uploads)[0]["song_status"] == "ready"
+
+        with psycopg.connect(worker.database_url, autocommit=True) as conn:
+            for statement in (
+                "SELECT * FROM users",
+                "DELETE FROM songs",
+                "UPDATE songs SET title = 'x'",
+                "INSERT INTO songs (title, artist) VALUES ('x', 'y')",
+                "DROP TABLE uploads",
+            ):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(statement)
+    finally:
+        db.pool(worker).close()
+        with psycopg.connect(fresh_url, autocommit=True) as owner:
+            owner.execute(f"DROP OWNED BY {login}")
+            owner.execute(f"DROP ROLE {login}")
