@@ -7,6 +7,7 @@ that its job still owns the upload, so a stale or duplicated chain stops instead
 
 import logging
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -56,8 +57,11 @@ class RenditionRef(BaseModel):
     key: str
     size_bytes: int
     bit_rate: int | None
+    sample_rate: int
+    channels: int
     duration_seconds: float
     start_seconds: float
+    copied: bool
 
 
 class Job(BaseModel):
@@ -134,12 +138,23 @@ def _step(job: Job, step: str) -> Iterator[Path]:
     if not db.renew_lease(settings, job.upload_id, job.job_id, LEASE_SECONDS):
         log.info("%s skipped: job %s no longer owns the upload", job.log_context(step), job.job_id)
         raise Ignore()
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), _cpu_seconds()
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     # The pid in the name lets a later process clean up after one that was killed (see below).
     with tempfile.TemporaryDirectory(dir=settings.work_dir, prefix=f"{step}-{os.getpid()}-") as scratch:
         yield Path(scratch)
-    log.info("%s done in %.2f s", job.log_context(step), time.monotonic() - started)
+    log.info(
+        "%s done in %.2f s (cpu %.2f s with ffmpeg)",
+        job.log_context(step),
+        time.monotonic() - started,
+        _cpu_seconds() - cpu_started,
+    )
+
+
+def _cpu_seconds() -> float:
+    """CPU of this process plus its finished children (ffmpeg, ffprobe)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def upload_chain(upload_id: str) -> chain:
@@ -244,8 +259,11 @@ def transcode(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
                 key=key,
                 size_bytes=rendition.size_bytes,
                 bit_rate=rendition.bit_rate,
+                sample_rate=rendition.sample_rate,
+                channels=rendition.channels,
                 duration_seconds=round(rendition.duration_seconds, 3),
                 start_seconds=rendition.start_seconds,
+                copied=rendition.copied,
             )
         job.pcm_key = _work_prefix(job.upload_id) + result.pcm_path.name
         store.upload(result.pcm_path, job.pcm_key, content_type="application/octet-stream", cache_control="no-store")

@@ -19,6 +19,9 @@ class RenditionProfile(BaseModel):
     channels: int = Field(ge=1, le=2)
     duration_seconds: float | None = Field(default=None, gt=0)  # set: an excerpt (preview)
     fade_seconds: float = Field(default=0.0, ge=0)
+    # A source already in this codec at no more than this bit rate is copied, not re-encoded:
+    # re-encoding a lossy file at a higher bit rate costs CPU and only adds loss.
+    copy_when_source_fits: bool = False
 
     @property
     def extension(self) -> str:

@@ -5,11 +5,13 @@ import logging
 from pathlib import Path
 
 import ffmpeg
+import mutagen
+import mutagen.mp3
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import ContentError, Reason
-from pipeline.media.probe import ALLOWED_DEMUXERS, ProbeResult, probe
+from pipeline.media.probe import ALLOWED_DEMUXERS, ProbeResult
 from pipeline.media.profiles import RenditionProfile, RenditionSet
 from pipeline.media.runner import ToolError, ToolTimeout, run_tool
 
@@ -37,6 +39,7 @@ class Rendition(BaseModel):
     sample_rate: int
     channels: int
     start_seconds: float = 0.0  # where an excerpt begins in the source
+    copied: bool = False  # stream-copied from the source rather than encoded
 
 
 class TranscodeResult(BaseModel):
@@ -65,8 +68,7 @@ def transcode(
     decoded_seconds = pcm.size / PCM_SAMPLE_RATE
 
     renditions = [
-        check_rendition(full[p.name], p, info, expected_seconds=decoded_seconds, timeout=timeout)
-        for p in profiles.full_length
+        check_rendition(full[p.name], p, info, expected_seconds=decoded_seconds) for p in profiles.full_length
     ]
     for profile in profiles.excerpts:
         assert profile.duration_seconds is not None
@@ -74,35 +76,65 @@ def transcode(
         start = choose_excerpt_start(pcm, PCM_SAMPLE_RATE, length)
         target = out_dir / f"{profile.name}.{profile.extension}"
         _run(excerpt_command(source, info, profile, start, length, target), timeout, cpu_seconds)
-        rendition = check_rendition(target, profile, info, expected_seconds=length, timeout=timeout)
+        rendition = check_rendition(target, profile, info, expected_seconds=length)
         renditions.append(rendition.model_copy(update={"start_seconds": start}))
     return TranscodeResult(renditions=tuple(renditions), pcm_path=pcm_path, decoded_seconds=decoded_seconds)
 
 
+class OutputPlan(BaseModel):
+    """What one rendition will be for one source: the profile's decisions applied to the probe."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stream_copy: bool
+    bit_rate: int  # bits/s; for a copy, the most it may be
+    sample_rate: int
+    channels: int
+
+
+def plan_output(profile: RenditionProfile, info: ProbeResult) -> OutputPlan:
+    source_rate = info.audio.bit_rate or info.bit_rate or 0
+    copy = (
+        profile.copy_when_source_fits
+        and profile.duration_seconds is None
+        and info.audio.codec == profile.probed_codec
+        and 0 < source_rate <= profile.bitrate_kbps * 1000
+        and info.audio.channels <= profile.channels
+    )
+    return OutputPlan(
+        stream_copy=copy,
+        bit_rate=profile.bitrate_kbps * 1000,
+        sample_rate=info.audio.sample_rate if copy else profile.sample_rate,
+        channels=min(profile.channels, info.audio.channels),  # never upmix mono
+    )
+
+
 def _source(source: Path, info: ProbeResult, **input_options: float) -> ffmpeg.Stream:
     # The demuxer is forced to what the probe found, so ffmpeg cannot be talked into another.
+    # One decoder thread: a worker process is sized to one core, and N workers scale to N cores.
     stream = ffmpeg.input(
         f"file:{source}",
         f=info.demuxer,
         protocol_whitelist="file",
         format_whitelist=",".join(ALLOWED_DEMUXERS),
+        threads=1,
         **input_options,
     )
     return stream[str(info.audio.index)]
 
 
-def _encode_options(profile: RenditionProfile, info: ProbeResult) -> dict[str, str | int]:
+def _encode_options(profile: RenditionProfile, plan: OutputPlan) -> dict[str, str | int]:
+    # No tags, no pictures: metadata lives in the database, not in the files we serve. The Xing/LAME
+    # frame is what makes an MP3 seekable, for copies as for encodes.
+    clean = {"f": profile.muxer, "map_metadata": -1, "id3v2_version": 0, "write_id3v1": 0, "write_xing": 1}
+    if plan.stream_copy:
+        return {**clean, "acodec": "copy"}
     return {
-        "f": profile.muxer,
+        **clean,
         "acodec": profile.codec,
         "audio_bitrate": f"{profile.bitrate_kbps}k",
-        "ar": profile.sample_rate,
-        "ac": min(profile.channels, info.audio.channels),  # never upmix mono
-        # No tags, no pictures: metadata lives in the database, not in the files we serve.
-        "map_metadata": -1,
-        "id3v2_version": 0,
-        "write_id3v1": 0,
-        "write_xing": 1,  # the Xing/LAME frame is what makes a CBR/VBR MP3 seekable
+        "ar": plan.sample_rate,
+        "ac": plan.channels,
     }
 
 
@@ -114,7 +146,7 @@ def full_length_command(
     pcm_path: Path,
 ) -> list[str]:
     audio = _source(source, info)
-    outputs = [audio.output(f"file:{targets[p.name]}", **_encode_options(p, info)) for p in profiles]
+    outputs = [audio.output(f"file:{targets[p.name]}", **_encode_options(p, plan_output(p, info))) for p in profiles]
     outputs.append(
         audio.output(f"file:{pcm_path}", f="s16le", acodec="pcm_s16le", ac=1, ar=PCM_SAMPLE_RATE, map_metadata=-1)
     )
@@ -128,7 +160,7 @@ def excerpt_command(
     fade = min(profile.fade_seconds, length / 4)
     if fade > 0:
         audio = audio.filter("afade", t="in", st=0, d=fade).filter("afade", t="out", st=length - fade, d=fade)
-    output = audio.output(f"file:{target}", **_encode_options(profile, info))
+    output = audio.output(f"file:{target}", **_encode_options(profile, plan_output(profile, info)))
     return output.global_args(*_GLOBAL_ARGS).overwrite_output().compile()
 
 
@@ -152,35 +184,41 @@ def choose_excerpt_start(pcm: np.ndarray, sample_rate: int, length: float) -> fl
     return float(earliest + int(np.argmax(window_energy[earliest:])))
 
 
-def check_rendition(
-    path: Path, profile: RenditionProfile, info: ProbeResult, *, expected_seconds: float, timeout: float
-) -> Rendition:
-    """Probes an encoded file and refuses it unless codec, bit rate, format and duration are as asked."""
-    out = probe(path, timeout=timeout, cpu_seconds=int(timeout))
+def check_rendition(path: Path, profile: RenditionProfile, info: ProbeResult, *, expected_seconds: float) -> Rendition:
+    """Reads an encoded file's MPEG headers back (mutagen: no process to start) and refuses it unless
+    codec, bit rate, sample rate, channels and duration are what the plan says."""
+    plan = plan_output(profile, info)
+    try:
+        out = mutagen.mp3.MP3(path).info
+    except mutagen.MutagenError as exc:
+        raise ContentError(Reason.RENDITION_INVALID, f"{profile.name} rendition is not an MP3: {exc}") from exc
     problems = []
-    if out.audio.codec != profile.probed_codec:
-        problems.append(f"codec {out.audio.codec}")
-    if out.audio.bit_rate and abs(out.audio.bit_rate - profile.bitrate_kbps * 1000) > profile.bitrate_kbps * 20:
-        problems.append(f"bit rate {out.audio.bit_rate}")
-    if out.audio.channels != min(profile.channels, info.audio.channels):
-        problems.append(f"{out.audio.channels} channels")
-    if out.audio.sample_rate != profile.sample_rate:
-        problems.append(f"sample rate {out.audio.sample_rate}")
+    if out.layer != 3:
+        problems.append(f"MPEG layer {out.layer}")
+    if plan.stream_copy and out.bitrate > plan.bit_rate:
+        problems.append(f"bit rate {out.bitrate}")
+    if not plan.stream_copy and abs(out.bitrate - plan.bit_rate) > plan.bit_rate * 0.02:
+        problems.append(f"bit rate {out.bitrate}")
+    if out.channels != plan.channels:
+        problems.append(f"{out.channels} channels")
+    if out.sample_rate != plan.sample_rate:
+        problems.append(f"sample rate {out.sample_rate}")
     tolerance = max(0.2, expected_seconds * 0.005)
-    if abs(out.duration_seconds - expected_seconds) > tolerance:
-        problems.append(f"duration {out.duration_seconds:.2f} s, expected {expected_seconds:.2f} s")
+    if abs(out.length - expected_seconds) > tolerance:
+        problems.append(f"duration {out.length:.2f} s, expected {expected_seconds:.2f} s")
     if problems:
         raise ContentError(Reason.RENDITION_INVALID, f"{profile.name} rendition is wrong: " + ", ".join(problems))
     return Rendition(
         profile=profile.name,
         path=path,
         content_type=profile.content_type,
-        size_bytes=out.size_bytes,
-        duration_seconds=out.duration_seconds,
-        codec=out.audio.codec,
-        bit_rate=out.audio.bit_rate,
-        sample_rate=out.audio.sample_rate,
-        channels=out.audio.channels,
+        size_bytes=path.stat().st_size,
+        duration_seconds=out.length,
+        codec=profile.probed_codec,
+        bit_rate=out.bitrate,
+        sample_rate=out.sample_rate,
+        channels=out.channels,
+        copied=plan.stream_copy,
     )
 
 
