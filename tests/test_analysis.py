@@ -72,6 +72,14 @@ def test_tempo_within_two_percent_no_octave_errors(bpm: float, tonic: str, mode:
     assert r.bpm_confidence is not None and 0.5 <= r.bpm_confidence <= 1.0
 
 
+def test_metrical_level_probability_is_reported_as_confidence() -> None:
+    # A plain backbeat at 85 BPM is in the slow octave: the level model must keep it there, and the
+    # confidence (level probability x pulse quality) must stay a probability.
+    r = analyze_pcm(mono(85, "C", "major", seed=12))
+    assert r.bpm is not None and abs(r.bpm - 85) / 85 < 0.02
+    assert r.bpm_confidence is not None and 0.5 <= r.bpm_confidence <= 1.0
+
+
 def test_tempo_is_refined_below_the_onset_frame_grid() -> None:
     # 123.4 BPM is not on the 43 frames/s lag grid (neighbours ~123.0 and ~129.2): needs beat regression.
     r = analyze_pcm(mono(123.4, "A", "major", seconds=40, seed=11))
@@ -186,7 +194,7 @@ def test_to_metadata_and_frozen() -> None:
     meta = r.to_metadata()
     assert set(meta) == {"bpm", "bpm_confidence", "key", "tonic", "mode", "camelot", "key_confidence",
                          "analysis_version"}  # fmt: skip
-    assert meta["analysis_version"] == analysis.ANALYSIS_VERSION
+    assert meta["analysis_version"] == analysis.ANALYSIS_VERSION == 2  # v2: level model, bass-aware key
     assert meta["camelot"] == "8A"
     with pytest.raises(pydantic.ValidationError):
         r.bpm = 1.0  # type: ignore[misc]
