@@ -10,6 +10,7 @@ from kombu import Queue
 from pipeline.settings import get_settings
 
 UPLOADS_QUEUE = "uploads"
+REPROCESS_QUEUE = "reprocess"  # back-catalog work; served by its own workers so uploads never wait
 
 settings = get_settings()
 
@@ -41,7 +42,7 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
     broker_connection_retry_on_startup=True,
     task_default_queue=UPLOADS_QUEUE,
-    task_queues=[Queue(UPLOADS_QUEUE)],
+    task_queues=[Queue(UPLOADS_QUEUE), Queue(REPROCESS_QUEUE)],
     # Events for Flower: every task with its name, arguments (ids only) and state.
     worker_send_task_events=True,
     task_send_sent_event=True,
@@ -51,6 +52,7 @@ app.conf.update(
     beat_schedule={
         "reap-expired-leases": {"task": "pipeline.reap_expired_leases", "schedule": settings.reap_interval_seconds},
         "flush-cache-invalidations": {"task": "pipeline.flush_cache_invalidations", "schedule": 10.0},
+        "delete-retired-objects": {"task": "pipeline.delete_retired_objects", "schedule": 300.0},
     },
 )
 

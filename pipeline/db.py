@@ -5,6 +5,7 @@ from functools import cache
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -29,6 +30,7 @@ class ClaimedUpload(BaseModel):
     storage_key: str
     file_name: str
     attempts: int
+    kind: str
 
 
 class SongFields(BaseModel):
@@ -66,13 +68,13 @@ def claim_upload(settings: Settings, upload_id: str, job_id: str, lease_seconds:
                       claimed_at = now(), lease_expires_at = now() + make_interval(secs => %(lease)s),
                       error_code = NULL, error_message = NULL, finished_at = NULL
                 WHERE id = %(id)s AND status = 'pending'
-            RETURNING id::text AS upload_id, song_id::text, storage_key, file_name, attempts""",
+            RETURNING id::text AS upload_id, song_id::text, storage_key, file_name, attempts, kind""",
             {"id": upload_id, "job": job_id, "lease": lease_seconds},
         )
         row = cur.fetchone()
         if row is None:
             cur.execute(
-                """SELECT id::text AS upload_id, song_id::text, storage_key, file_name, attempts
+                """SELECT id::text AS upload_id, song_id::text, storage_key, file_name, attempts, kind
                      FROM uploads WHERE id = %s AND status = 'processing' AND job_id = %s""",
                 (upload_id, job_id),
             )
@@ -112,21 +114,24 @@ def song_fields(settings: Settings, song_id: str) -> SongFields:
         return SongFields(**(row or {"album": None, "genre": None, "cover_image_key": None}))
 
 
-def publish(
-    settings: Settings,
-    *,
-    upload_id: str,
-    job_id: str,
-    song_id: str,
-    storage_keys: dict[str, str],
-    metadata: dict[str, Any],
-    duration_seconds: int,
-    album: str | None,
-    genre: str | None,
-    cover_image_key: str | None,
-) -> bool:
-    """Makes the song playable in one transaction. True when this job has published the song (now, or
-    in an earlier run of this step); False when the upload belongs to another job."""
+class Publication(BaseModel):
+    """What publishing writes to a song. `storage_keys` None keeps the current renditions (re-analysis)."""
+
+    song_id: str
+    storage_keys: dict[str, str] | None
+    metadata: dict[str, Any]
+    duration_seconds: int
+    album: str | None = None
+    genre: str | None = None
+    cover_image_key: str | None = None
+    rendition_version: int | None = None
+    analysis_version: int | None = None
+
+
+def publish(settings: Settings, *, upload_id: str, job_id: str, song: Publication, retire_after_seconds: float) -> bool:
+    """Makes the song playable, swapping its renditions in one transaction. Replaced rendition objects
+    are retired (deleted after `retire_after_seconds`, see delete_retired_objects). True when this job
+    has published (now, or in an earlier run of this step); False when another job owns the upload."""
     with pool(settings).connection() as conn, conn.transaction():
         row = conn.execute(
             "SELECT status FROM uploads WHERE id = %s AND job_id = %s FOR UPDATE", (upload_id, job_id)
@@ -139,27 +144,36 @@ def publish(
             "UPDATE uploads SET status = 'done', finished_at = now(), lease_expires_at = NULL WHERE id = %s",
             (upload_id,),
         )
+        current = conn.execute("SELECT storage_keys FROM songs WHERE id = %s FOR UPDATE", (song.song_id,)).fetchone()
+        if song.storage_keys is not None and current and current[0]:
+            replaced = sorted(set(current[0].values()) - set(song.storage_keys.values()))
+            conn.execute(
+                """INSERT INTO retired_objects (key, song_id, delete_after)
+                   SELECT unnest(%s::text[]), %s, now() + make_interval(secs => %s)
+                   ON CONFLICT (key) DO NOTHING""",
+                (replaced, song.song_id, retire_after_seconds),
+            )
         conn.execute(
             """UPDATE songs
-                  SET storage_keys = %(keys)s,
+                  SET storage_keys = COALESCE(%(keys)s, storage_keys),
                       metadata = metadata || %(metadata)s,
                       duration_seconds = %(duration)s,
                       album = COALESCE(album, %(album)s),
                       genre = COALESCE(genre, %(genre)s),
                       cover_image_key = COALESCE(cover_image_key, %(cover)s),
+                      rendition_version = COALESCE(%(rendition_version)s, rendition_version),
+                      analysis_version = COALESCE(%(analysis_version)s, analysis_version),
                       status = 'ready'
-                WHERE id = %(song)s""",
+                WHERE id = %(song_id)s""",
             {
-                "keys": Jsonb(storage_keys),
-                "metadata": Jsonb(metadata),
-                "duration": duration_seconds,
-                "album": album,
-                "genre": genre,
-                "cover": cover_image_key,
-                "song": song_id,
+                **song.model_dump(),
+                "keys": Jsonb(song.storage_keys) if song.storage_keys is not None else None,
+                "metadata": Jsonb(song.metadata),
+                "duration": song.duration_seconds,
+                "cover": song.cover_image_key,
             },
         )
-        _queue_invalidation(conn, [song_id])
+        _queue_invalidation(conn, [song.song_id])
         return True
 
 
@@ -188,8 +202,11 @@ def finish_with_error(
         return str(row[0])
 
 
-def take_dispatchable(settings: Settings, *, limit: int, redispatch_after: float) -> list[str]:
-    """Pending uploads that were never sent, or were sent so long ago that the message may be lost.
+def take_dispatchable(
+    settings: Settings, *, limit: int, redispatch_after: float, redispatch_kinds: list[str]
+) -> list[tuple[str, str]]:
+    """(upload id, kind) of pending uploads never sent, and of those sent so long ago that the message
+    may be lost; the latter only for kinds whose queue the caller saw empty. New uploads come first.
 
     SKIP LOCKED lets several schedulers sweep at once without sending an upload twice.
     """
@@ -199,15 +216,15 @@ def take_dispatchable(settings: Settings, *, limit: int, redispatch_after: float
                  FROM (SELECT id FROM uploads
                         WHERE status = 'pending'
                           AND (dispatched_at IS NULL
-                               OR dispatched_at < now() - make_interval(secs => %s))
-                        ORDER BY created_at
+                               OR (dispatched_at < now() - make_interval(secs => %s) AND kind = ANY(%s)))
+                        ORDER BY kind = 'upload' DESC, created_at
                         LIMIT %s
                         FOR UPDATE SKIP LOCKED) due
                 WHERE u.id = due.id
-            RETURNING u.id::text""",
-            (redispatch_after, limit),
+            RETURNING u.id::text, u.kind""",
+            (redispatch_after, redispatch_kinds, limit),
         ).fetchall()
-        return [r[0] for r in rows]
+        return [(r[0], r[1]) for r in rows]
 
 
 class ReapedUpload(BaseModel):
@@ -288,3 +305,190 @@ def clear_invalidations(settings: Settings, done: list[tuple[str, Any]]) -> None
     with pool(settings).connection() as conn, conn.transaction():
         for song_id, queued_at in done:
             conn.execute("DELETE FROM cache_invalidations WHERE song_id = %s AND queued_at <= %s", (song_id, queued_at))
+
+
+class Selection(BaseModel):
+    """Which songs a reprocess run covers. Empty filters select every song."""
+
+    statuses: list[str] = ["ready"]
+    created_from: str | None = None  # ISO timestamps
+    created_to: str | None = None
+    uploader_id: str | None = None
+    song_ids: list[str] | None = None
+    # Skip songs already made by these versions (None: the field does not restrict).
+    current_rendition_version: int | None = None
+    current_analysis_version: int | None = None
+
+
+def _selection_filter(selection: Selection) -> tuple[sql.Composable, dict[str, Any]]:
+    clauses: list[sql.Composable] = [sql.SQL("s.status::text = ANY(%(statuses)s)")]
+    if selection.created_from:
+        clauses.append(sql.SQL("s.created_at >= %(created_from)s"))
+    if selection.created_to:
+        clauses.append(sql.SQL("s.created_at < %(created_to)s"))
+    if selection.uploader_id:
+        clauses.append(sql.SQL("s.uploader_id = %(uploader_id)s"))
+    if selection.song_ids is not None:
+        clauses.append(sql.SQL("s.id = ANY(%(song_ids)s::uuid[])"))
+    outdated = []
+    if selection.current_rendition_version is not None:
+        outdated.append(sql.SQL("s.rendition_version IS DISTINCT FROM %(current_rendition_version)s"))
+    if selection.current_analysis_version is not None:
+        outdated.append(sql.SQL("s.analysis_version IS DISTINCT FROM %(current_analysis_version)s"))
+    if outdated:
+        clauses.append(sql.SQL("(") + sql.SQL(" OR ").join(outdated) + sql.SQL(")"))
+    return sql.SQL(" AND ").join(clauses), selection.model_dump()
+
+
+def count_selection(settings: Settings, selection: Selection) -> int:
+    where, params = _selection_filter(selection)
+    with pool(settings).connection() as conn:
+        row = conn.execute(sql.SQL("SELECT count(*) FROM songs s WHERE ") + where, params).fetchone()
+        return int(row[0]) if row else 0
+
+
+class ReprocessRun(BaseModel):
+    id: int
+    name: str
+    cursor_song_id: str | None
+    enqueued: int
+    finished: bool
+
+
+def start_run(settings: Settings, name: str, selection: Selection) -> ReprocessRun:
+    """The run called `name`: created, or found again to be continued from its cursor."""
+    with pool(settings).connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """INSERT INTO reprocess_runs (name, selection) VALUES (%s, %s)
+               ON CONFLICT (name) DO UPDATE SET updated_at = now()
+               RETURNING id, name, cursor_song_id::text, enqueued, finished_at IS NOT NULL AS finished""",
+            (name, Jsonb(selection.model_dump())),
+        )
+        row = cur.fetchone()
+        assert row is not None
+        return ReprocessRun(**row)
+
+
+def enqueue_chunk(
+    settings: Settings, run: ReprocessRun, selection: Selection, *, kind: str, limit: int
+) -> tuple[ReprocessRun, list[str], int]:
+    """Creates reprocess uploads for the next `limit` selected songs after the run's cursor, and moves
+    the cursor, in one transaction: a run that dies half way continues where it stopped and never
+    enqueues a song twice. Songs with no stored raw file, or with an upload already under way, are
+    passed over. Returns (the run as it is now, the new upload ids, how many songs were examined)."""
+    where, params = _selection_filter(selection)
+    query = sql.SQL(
+        """WITH batch AS (
+               SELECT s.id FROM songs s
+                WHERE s.id > COALESCE(%(cursor)s::uuid, '00000000-0000-0000-0000-000000000000') AND {where}
+                ORDER BY s.id LIMIT %(limit)s),
+           source AS (
+               SELECT DISTINCT ON (u.song_id) u.song_id, u.user_id, u.file_name, u.original_size,
+                      u.mime_type, u.storage_key
+                 FROM uploads u JOIN batch b ON b.id = u.song_id
+                WHERE u.storage_key IS NOT NULL
+                ORDER BY u.song_id, u.created_at DESC),
+           inserted AS (
+               INSERT INTO uploads (user_id, file_name, original_size, mime_type, song_id, storage_key,
+                                    status, kind, reprocess_run_id, dispatched_at)
+               SELECT user_id, file_name, original_size, mime_type, song_id, storage_key,
+                      'pending', %(kind)s, %(run)s, now()
+                 FROM source
+                WHERE NOT EXISTS (SELECT 1 FROM uploads busy WHERE busy.song_id = source.song_id
+                                     AND busy.status IN ('pending', 'processing'))
+               RETURNING id)
+        SELECT (SELECT id::text FROM batch ORDER BY id DESC LIMIT 1),
+               (SELECT count(*) FROM batch),
+               (SELECT coalesce(array_agg(id::text), '{{}}') FROM inserted)"""
+    ).format(where=where)
+    with pool(settings).connection() as conn, conn.transaction():
+        last, examined, upload_ids = conn.execute(
+            query, {**params, "cursor": run.cursor_song_id, "limit": limit, "kind": kind, "run": run.id}
+        ).fetchone() or (None, 0, [])
+        finished = examined < limit
+        conn.execute(
+            """UPDATE reprocess_runs SET cursor_song_id = COALESCE(%s::uuid, cursor_song_id),
+                      enqueued = enqueued + %s, updated_at = now(),
+                      finished_at = CASE WHEN %s THEN now() END
+                WHERE id = %s""",
+            (last, len(upload_ids), finished, run.id),
+        )
+    moved = run.model_copy(
+        update={
+            "cursor_song_id": last or run.cursor_song_id,
+            "enqueued": run.enqueued + len(upload_ids),
+            "finished": finished,
+        }
+    )
+    return moved, list(upload_ids), int(examined)
+
+
+def retry_failed_uploads(settings: Settings, *, reason: str | None, limit: int) -> list[str]:
+    """New upload rows for songs whose last upload failed (optionally for one reason code)."""
+    with pool(settings).connection() as conn:
+        rows = conn.execute(
+            """WITH last AS (
+                   SELECT DISTINCT ON (u.song_id) u.* FROM uploads u JOIN songs s ON s.id = u.song_id
+                    WHERE s.status = 'failed' AND u.storage_key IS NOT NULL
+                    ORDER BY u.song_id, u.created_at DESC)
+               INSERT INTO uploads (user_id, file_name, original_size, mime_type, song_id, storage_key, status, kind)
+               SELECT user_id, file_name, original_size, mime_type, song_id, storage_key, 'pending', 'upload'
+                 FROM last WHERE status = 'failed' AND (%s::text IS NULL OR error_code = %s)
+                 LIMIT %s
+               RETURNING id::text""",
+            (reason, reason, limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+
+def failures_by_reason(settings: Settings, since_seconds: float) -> list[dict[str, Any]]:
+    """The dead-letter view: failed and blocked uploads by reason code, with the latest message."""
+    with pool(settings).connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """SELECT error_code, status, kind, count(*) AS uploads, max(finished_at) AS latest,
+                      (array_agg(error_message ORDER BY finished_at DESC))[1] AS example
+                 FROM uploads
+                WHERE error_code IS NOT NULL AND finished_at > now() - make_interval(secs => %s)
+                GROUP BY error_code, status, kind ORDER BY uploads DESC""",
+            (since_seconds,),
+        )
+        return cur.fetchall()
+
+
+def status_counts(settings: Settings) -> dict[str, Any]:
+    """Counts for `pipeline status` and the metrics exporter."""
+    with pool(settings).connection() as conn:
+        songs = dict(conn.execute("SELECT status::text, count(*) FROM songs GROUP BY 1").fetchall())
+        uploads = dict(
+            conn.execute(
+                "SELECT status || ':' || kind, count(*) FROM uploads "
+                "WHERE status IN ('pending', 'processing') OR finished_at > now() - interval '1 day' GROUP BY 1"
+            ).fetchall()
+        )
+        oldest = conn.execute(
+            """SELECT id::text, extract(epoch FROM now() - created_at) FROM uploads
+                WHERE status = 'pending' ORDER BY created_at LIMIT 1"""
+        ).fetchone()
+        runs = conn.execute(
+            """SELECT name, enqueued, finished_at IS NOT NULL FROM reprocess_runs
+                ORDER BY updated_at DESC LIMIT 5"""
+        ).fetchall()
+    return {
+        "songs": songs,
+        "uploads": uploads,
+        "oldest_pending": {"upload_id": oldest[0], "age_seconds": float(oldest[1])} if oldest else None,
+        "reprocess_runs": [{"name": r[0], "enqueued": r[1], "finished": r[2]} for r in runs],
+    }
+
+
+def due_retired_objects(settings: Settings, limit: int = 500) -> list[str]:
+    with pool(settings).connection() as conn:
+        rows = conn.execute(
+            "SELECT key FROM retired_objects WHERE delete_after <= now() ORDER BY delete_after LIMIT %s", (limit,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+
+def forget_retired_objects(settings: Settings, keys: list[str]) -> None:
+    with pool(settings).connection() as conn:
+        conn.execute("DELETE FROM retired_objects WHERE key = ANY(%s)", (keys,))

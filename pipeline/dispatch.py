@@ -10,8 +10,10 @@ import threading
 import time
 
 import psycopg
+from amqp.exceptions import ChannelError
 
 from pipeline import db
+from pipeline.celery_app import REPROCESS_QUEUE, UPLOADS_QUEUE, app
 from pipeline.settings import Settings
 from pipeline.tasks import process_upload
 
@@ -19,17 +21,39 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "pipeline_uploads"
 _BATCH = 500
+QUEUE_FOR_KIND = {"upload": UPLOADS_QUEUE, "reprocess": REPROCESS_QUEUE, "reanalyze": REPROCESS_QUEUE}
+
+
+def queue_depths() -> dict[str, int]:
+    """Messages waiting in each pipeline queue (not counting ones a worker has reserved)."""
+    depths = {}
+    with app.connection_for_read() as conn:
+        for queue in (UPLOADS_QUEUE, REPROCESS_QUEUE):
+            with conn.channel() as channel:
+                try:
+                    depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+                except ChannelError:  # the Redis transport has no list at all for an empty queue
+                    depths[queue] = 0
+    return depths
 
 
 def dispatch_pending(settings: Settings) -> int:
-    """Sends `pipeline.process_upload` for each due pending upload; returns how many."""
+    """Sends `pipeline.process_upload` for each due pending upload, to its kind's queue; returns how many.
+
+    An upload is re-sent only when its queue is empty: a message still waiting behind a long backlog
+    is not lost, and re-sending it would only grow the backlog.
+    """
+    depths = queue_depths()
+    redispatch = [kind for kind, queue in QUEUE_FOR_KIND.items() if depths[queue] == 0]
     sent = 0
     while True:
-        ids = db.take_dispatchable(settings, limit=_BATCH, redispatch_after=settings.redispatch_after_seconds)
-        for upload_id in ids:
-            process_upload.apply_async(args=[upload_id])
-        sent += len(ids)
-        if len(ids) < _BATCH:
+        due = db.take_dispatchable(
+            settings, limit=_BATCH, redispatch_after=settings.redispatch_after_seconds, redispatch_kinds=redispatch
+        )
+        for upload_id, kind in due:
+            process_upload.apply_async(args=[upload_id], queue=QUEUE_FOR_KIND[kind])
+        sent += len(due)
+        if len(due) < _BATCH:
             return sent
 
 
@@ -46,5 +70,5 @@ def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
                     for _ in conn.notifies(timeout=settings.sweep_interval_seconds, stop_after=1):
                         pass
         except Exception:
-            log.exception("dispatcher lost its connection; retrying in 2 s")
+            log.exception("dispatcher failed; retrying in 2 s")
             time.sleep(2)

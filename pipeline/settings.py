@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # A worker that dies leaves its upload `processing`; the reaper requeues it once its lease
     # expires, and fails it after this many attempts so a poison file cannot loop forever.
     max_attempts: int = 3
+    # Renditions replaced by a reprocess are deleted this long after the swap (players and caches
+    # may still hold the old keys; song:<id> lives 24 h in the platform cache).
+    retired_object_grace_seconds: float = 24 * 60 * 60
     reap_interval_seconds: float = 60.0
 
 

@@ -28,7 +28,14 @@ from celery.signals import worker_init, worker_process_init
 from pydantic import BaseModel
 
 from pipeline import analysis, cache, db
-from pipeline.celery_app import LEASE_SECONDS, TRANSCODE_HARD_LIMIT, TRANSCODE_SOFT_LIMIT, app, settings
+from pipeline.celery_app import (
+    LEASE_SECONDS,
+    TRANSCODE_HARD_LIMIT,
+    TRANSCODE_SOFT_LIMIT,
+    UPLOADS_QUEUE,
+    app,
+    settings,
+)
 from pipeline.errors import ContentError, Outcome, Reason
 from pipeline.media import probe as media_probe
 from pipeline.media.profiles import load_profiles
@@ -69,6 +76,7 @@ class Job(BaseModel):
     song_id: str
     job_id: str
     raw_key: str
+    kind: str = "upload"  # "reanalyze": decode for analysis only and keep the song's renditions
     probe: media_probe.ProbeResult | None = None
     cover_key: str | None = None
     album: str | None = None
@@ -157,14 +165,17 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def upload_chain(upload_id: str) -> chain:
-    return chain(claim.si(upload_id), probe.s(), transcode.s(), analyze.s(), publish.s())
+def upload_chain(upload_id: str, queue: str) -> chain:
+    steps = [claim.si(upload_id), probe.s(), transcode.s(), analyze.s(), publish.s()]
+    return chain(*(step.set(queue=queue) for step in steps))
 
 
 @app.task(name="pipeline.process_upload", bind=True, base=PipelineTask, soft_time_limit=30, time_limit=60)
 def process_upload(self: Task, upload_id: str) -> None:
-    """The entry point the upload API may send by name with the upload id; becomes the chain."""
-    raise self.replace(upload_chain(upload_id))
+    """The entry point the upload API may send by name with the upload id; becomes the chain, on the
+    queue this message came from (a reprocess stays on the low-priority queue)."""
+    queue = (self.request.delivery_info or {}).get("routing_key") or UPLOADS_QUEUE
+    raise self.replace(upload_chain(upload_id, queue))
 
 
 @app.task(name="pipeline.claim", bind=True, base=PipelineTask, soft_time_limit=30, time_limit=60)
@@ -176,7 +187,9 @@ def claim(self: Task, upload_id: str) -> dict[str, Any]:
         raise Ignore()
     cache.flush_after_commit(settings, claimed.song_id)
     log.info("upload=%s song=%s step=claim attempt=%d", upload_id, claimed.song_id, claimed.attempts)
-    job = Job(upload_id=upload_id, song_id=claimed.song_id, job_id=job_id, raw_key=claimed.storage_key)
+    job = Job(
+        upload_id=upload_id, song_id=claimed.song_id, job_id=job_id, raw_key=claimed.storage_key, kind=claimed.kind
+    )
     return job.model_dump(mode="json")
 
 
@@ -242,6 +255,8 @@ def transcode(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     with _step(job, "transcode") as scratch:
         source = _download_raw(job, scratch)
         profiles = load_profiles(settings.renditions_file)
+        if job.kind == "reanalyze":  # the same single decode, writing the analysis PCM only
+            profiles = profiles.model_copy(update={"profiles": ()})
         result = media_transcode(
             source,
             job.probe,
@@ -289,24 +304,31 @@ def publish(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     job = Job.model_validate(payload)
     assert job.probe is not None and job.analysis is not None and job.decoded_seconds is not None
     with _step(job, "publish"):
-        metadata = {
-            **job.analysis,
-            "source": job.probe.source_metadata(decoded_seconds=job.decoded_seconds),
-            "tags": job.probe.tags,
-            "renditions": {name: ref.model_dump(exclude={"key"}) for name, ref in job.renditions.items()},
-            "profile_version": job.profile_version,
-        }
-        published = db.publish(
-            settings,
-            upload_id=job.upload_id,
-            job_id=job.job_id,
+        full = job.kind != "reanalyze"
+        metadata = {**job.analysis, "source": job.probe.source_metadata(decoded_seconds=job.decoded_seconds)}
+        if full:
+            metadata |= {
+                "tags": job.probe.tags,
+                "renditions": {name: ref.model_dump(exclude={"key"}) for name, ref in job.renditions.items()},
+                "profile_version": job.profile_version,
+            }
+        song = db.Publication(
             song_id=job.song_id,
-            storage_keys={name: ref.key for name, ref in job.renditions.items()},
+            storage_keys={name: ref.key for name, ref in job.renditions.items()} if full else None,
             metadata=metadata,
             duration_seconds=round(job.decoded_seconds),
             album=job.album,
             genre=job.genre,
             cover_image_key=job.cover_key,
+            rendition_version=job.profile_version if full else None,
+            analysis_version=job.analysis["analysis_version"],
+        )
+        published = db.publish(
+            settings,
+            upload_id=job.upload_id,
+            job_id=job.job_id,
+            song=song,
+            retire_after_seconds=settings.retired_object_grace_seconds,
         )
         if not published:
             raise Ignore()
@@ -324,6 +346,20 @@ def reap_expired_leases() -> dict[str, int]:
         if upload.status == "failed":
             cache.flush_after_commit(settings, upload.song_id)
     return {"requeued": sum(u.status == "pending" for u in reaped), "failed": sum(u.status == "failed" for u in reaped)}
+
+
+@app.task(name="pipeline.delete_retired_objects", soft_time_limit=120, time_limit=180)
+def delete_retired_objects() -> int:
+    """Deletes renditions replaced by a reprocess once their grace period is over."""
+    keys = db.due_retired_objects(settings)
+    if keys:
+        store = get_store(settings)
+        store.client.delete_objects(
+            Bucket=store.bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
+        )
+        db.forget_retired_objects(settings, keys)
+        log.info("deleted %d retired rendition object(s)", len(keys))
+    return len(keys)
 
 
 @app.task(name="pipeline.flush_cache_invalidations", soft_time_limit=30, time_limit=60)
