@@ -4,7 +4,7 @@ import os
 import threading
 
 from celery import Celery
-from celery.signals import beat_init
+from celery.signals import beat_init, setup_logging
 from kombu import Queue
 
 from pipeline.settings import get_settings
@@ -47,7 +47,6 @@ app.conf.update(
     worker_send_task_events=True,
     task_send_sent_event=True,
     task_track_started=True,
-    worker_hijack_root_logger=False,
     timezone="UTC",
     beat_schedule={
         "reap-expired-leases": {"task": "pipeline.reap_expired_leases", "schedule": settings.reap_interval_seconds},
@@ -63,3 +62,11 @@ def _start_dispatcher(**_: object) -> None:
     from pipeline.dispatch import run_dispatcher  # imports the tasks, which import this module
 
     threading.Thread(target=run_dispatcher, args=(settings, threading.Event()), daemon=True).start()
+
+
+@setup_logging.connect
+def _configure_logging(loglevel: str | int | None = None, **_: object) -> None:
+    """Celery's worker and beat log in the pipeline's structured format (pipeline.logs)."""
+    from pipeline import logs
+
+    logs.configure(loglevel or "INFO")

@@ -340,10 +340,15 @@ def _selection_filter(selection: Selection) -> tuple[sql.Composable, dict[str, A
     return sql.SQL(" AND ").join(clauses), selection.model_dump()
 
 
-def count_selection(settings: Settings, selection: Selection) -> int:
+def count_selection(settings: Settings, selection: Selection, after: str | None = None) -> int:
+    """Songs selected (after the song id `after`, for a resumed run)."""
     where, params = _selection_filter(selection)
+    if after:
+        where = sql.SQL("s.id > %(after)s AND ") + where
     with pool(settings).connection() as conn:
-        row = conn.execute(sql.SQL("SELECT count(*) FROM songs s WHERE ") + where, params).fetchone()
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM songs s WHERE ") + where, {**params, "after": after}
+        ).fetchone()
         return int(row[0]) if row else 0
 
 
@@ -355,14 +360,17 @@ class ReprocessRun(BaseModel):
     finished: bool
 
 
-def start_run(settings: Settings, name: str, selection: Selection) -> ReprocessRun:
-    """The run called `name`: created, or found again to be continued from its cursor."""
+def start_run(settings: Settings, name: str, selection: Selection, *, restart: bool = False) -> ReprocessRun:
+    """The run called `name`: created, or found again to be continued from its cursor (or, with
+    `restart`, walked again from the start)."""
     with pool(settings).connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            """INSERT INTO reprocess_runs (name, selection) VALUES (%s, %s)
-               ON CONFLICT (name) DO UPDATE SET updated_at = now()
+            """INSERT INTO reprocess_runs (name, selection) VALUES (%(name)s, %(selection)s)
+               ON CONFLICT (name) DO UPDATE SET updated_at = now(),
+                   cursor_song_id = CASE WHEN %(restart)s THEN NULL ELSE reprocess_runs.cursor_song_id END,
+                   finished_at = CASE WHEN %(restart)s THEN NULL ELSE reprocess_runs.finished_at END
                RETURNING id, name, cursor_song_id::text, enqueued, finished_at IS NOT NULL AS finished""",
-            (name, Jsonb(selection.model_dump())),
+            {"name": name, "selection": Jsonb(selection.model_dump()), "restart": restart},
         )
         row = cur.fetchone()
         assert row is not None
@@ -431,8 +439,9 @@ def retry_failed_uploads(settings: Settings, *, reason: str | None, limit: int) 
                    SELECT DISTINCT ON (u.song_id) u.* FROM uploads u JOIN songs s ON s.id = u.song_id
                     WHERE s.status = 'failed' AND u.storage_key IS NOT NULL
                     ORDER BY u.song_id, u.created_at DESC)
-               INSERT INTO uploads (user_id, file_name, original_size, mime_type, song_id, storage_key, status, kind)
-               SELECT user_id, file_name, original_size, mime_type, song_id, storage_key, 'pending', 'upload'
+               INSERT INTO uploads (user_id, file_name, original_size, mime_type, song_id, storage_key, status, kind,
+                                    dispatched_at)
+               SELECT user_id, file_name, original_size, mime_type, song_id, storage_key, 'pending', 'upload', now()
                  FROM last WHERE status = 'failed' AND (%s::text IS NULL OR error_code = %s)
                  LIMIT %s
                RETURNING id::text""",

@@ -27,7 +27,7 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_process_init
 from pydantic import BaseModel
 
-from pipeline import analysis, cache, db
+from pipeline import analysis, cache, db, logs
 from pipeline.celery_app import (
     LEASE_SECONDS,
     TRANSCODE_HARD_LIMIT,
@@ -87,9 +87,6 @@ class Job(BaseModel):
     pcm_key: str | None = None
     analysis: dict[str, Any] | None = None
 
-    def log_context(self, step: str) -> str:
-        return f"upload={self.upload_id} song={self.song_id} step={step}"
-
 
 class PipelineTask(Task):
     """Retry policy and failure recording shared by every step."""
@@ -106,7 +103,11 @@ class PipelineTask(Task):
             return  # the claim step: the upload is still pending and the sweep will send it again
         job = Job.model_validate(args[0])
         outcome, reason, message = _classify(exc)
-        log.warning("%s outcome=%s reason=%s: %s", job.log_context(self.name), outcome, reason, message)
+        with logs.bind(upload=job.upload_id, song=job.song_id, step=self.name.removeprefix("pipeline.")):
+            log.warning("%s (%s): %s", outcome, reason, message)
+            self._record_failure(job, outcome, reason, message)
+
+    def _record_failure(self, job: "Job", outcome: Outcome, reason: Reason, message: str) -> None:
         try:
             if db.finish_with_error(
                 settings,
@@ -116,10 +117,10 @@ class PipelineTask(Task):
                 reason=reason,
                 message=message,
             ):
-                cache.invalidate_song(settings, job.song_id)
+                cache.flush_after_commit(settings, job.song_id)
             get_store(settings).delete_prefix(_work_prefix(job.upload_id))
         except Exception:
-            log.exception("%s could not record the failure; the upload's lease will expire", job.log_context("fail"))
+            log.exception("could not record the failure; the reaper retries once the lease expires")
 
 
 def _classify(exc: BaseException) -> tuple[Outcome, Reason, str]:
@@ -142,21 +143,22 @@ def _work_prefix(upload_id: str) -> str:
 
 @contextmanager
 def _step(job: Job, step: str) -> Iterator[Path]:
-    """Checks ownership, gives the step a scratch directory, and logs how long it took."""
-    if not db.renew_lease(settings, job.upload_id, job.job_id, LEASE_SECONDS):
-        log.info("%s skipped: job %s no longer owns the upload", job.log_context(step), job.job_id)
-        raise Ignore()
-    started, cpu_started = time.monotonic(), _cpu_seconds()
-    settings.work_dir.mkdir(parents=True, exist_ok=True)
-    # The pid in the name lets a later process clean up after one that was killed (see below).
-    with tempfile.TemporaryDirectory(dir=settings.work_dir, prefix=f"{step}-{os.getpid()}-") as scratch:
-        yield Path(scratch)
-    log.info(
-        "%s done in %.2f s (cpu %.2f s with ffmpeg)",
-        job.log_context(step),
-        time.monotonic() - started,
-        _cpu_seconds() - cpu_started,
-    )
+    """Checks ownership, gives the step a scratch directory, and logs how long it took; every line
+    logged inside carries the upload, song and step."""
+    with logs.bind(upload=job.upload_id, song=job.song_id, step=step):
+        if not db.renew_lease(settings, job.upload_id, job.job_id, LEASE_SECONDS):
+            log.info("skipped: job %s no longer owns the upload", job.job_id)
+            raise Ignore()
+        started, cpu_started = time.monotonic(), _cpu_seconds()
+        settings.work_dir.mkdir(parents=True, exist_ok=True)
+        # The pid in the name lets a later process clean up after one that was killed (see below).
+        with tempfile.TemporaryDirectory(dir=settings.work_dir, prefix=f"{step}-{os.getpid()}-") as scratch:
+            yield Path(scratch)
+        log.info(
+            "done in %.2f s (cpu %.2f s with ffmpeg)",
+            time.monotonic() - started,
+            _cpu_seconds() - cpu_started,
+        )
 
 
 def _cpu_seconds() -> float:
@@ -181,12 +183,13 @@ def process_upload(self: Task, upload_id: str) -> None:
 @app.task(name="pipeline.claim", bind=True, base=PipelineTask, soft_time_limit=30, time_limit=60)
 def claim(self: Task, upload_id: str) -> dict[str, Any]:
     job_id = self.request.id
-    claimed = db.claim_upload(settings, upload_id, job_id, LEASE_SECONDS)
-    if claimed is None:
-        log.info("upload=%s step=claim skipped: not pending, or claimed by another job", upload_id)
-        raise Ignore()
-    cache.flush_after_commit(settings, claimed.song_id)
-    log.info("upload=%s song=%s step=claim attempt=%d", upload_id, claimed.song_id, claimed.attempts)
+    with logs.bind(upload=upload_id, step="claim"):
+        claimed = db.claim_upload(settings, upload_id, job_id, LEASE_SECONDS)
+        if claimed is None:
+            log.info("skipped: not pending, or claimed by another job")
+            raise Ignore()
+        cache.flush_after_commit(settings, claimed.song_id)
+        log.info("claimed: song=%s kind=%s attempt=%d", claimed.song_id, claimed.kind, claimed.attempts)
     job = Job(
         upload_id=upload_id, song_id=claimed.song_id, job_id=job_id, raw_key=claimed.storage_key, kind=claimed.kind
     )
@@ -342,7 +345,8 @@ def reap_expired_leases() -> dict[str, int]:
     """Uploads whose worker died go back to the queue; after too many attempts they fail for good."""
     reaped = db.reap_expired_leases(settings, max_attempts=settings.max_attempts)
     for upload in reaped:
-        log.warning("upload=%s song=%s step=reap lease expired -> %s", upload.upload_id, upload.song_id, upload.status)
+        with logs.bind(upload=upload.upload_id, song=upload.song_id, step="reap"):
+            log.warning("lease expired: upload back to %s", upload.status)
         if upload.status == "failed":
             cache.flush_after_commit(settings, upload.song_id)
     return {"requeued": sum(u.status == "pending" for u in reaped), "failed": sum(u.status == "failed" for u in reaped)}

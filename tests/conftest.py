@@ -179,7 +179,11 @@ class Process:
 
 @pytest.fixture(scope="session")
 def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
-    process = Process(["worker", "--concurrency", "2"], tmp_path_factory.mktemp("logs") / "worker.log", "ready.")
+    process = Process(
+        ["worker", "--concurrency", "2", "--queues", "uploads,reprocess"],
+        tmp_path_factory.mktemp("logs") / "worker.log",
+        "ready.",
+    )
     process.start()
     yield process
     process.stop()
