@@ -9,6 +9,7 @@ Messages go to the low-priority `reprocess` queue, with flow control (the queue 
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tqdm import tqdm
@@ -51,9 +52,14 @@ def dry_run(settings: Settings, plan: ReprocessPlan) -> dict[str, int]:
     return {"selected": selected, "to_process": due, "already_current": selected - due}
 
 
-def run(settings: Settings, plan: ReprocessPlan, *, restart: bool = False, progress: bool = True) -> db.ReprocessRun:
-    from pipeline.tasks import process_upload  # loads the Celery app only when work is sent
-
+def run(
+    settings: Settings,
+    plan: ReprocessPlan,
+    *,
+    restart: bool = False,
+    progress: bool = True,
+    on_chunk: Callable[[db.ReprocessRun], None] | None = None,
+) -> db.ReprocessRun:
     run_ = db.start_run(settings, run_name(plan), plan.selection, restart=restart)
     remaining = db.count_selection(settings, plan.selection, after=run_.cursor_song_id)
     bar = tqdm(total=remaining, unit="song", desc=run_.name, disable=not progress, smoothing=0.05)
@@ -66,11 +72,12 @@ def run(settings: Settings, plan: ReprocessPlan, *, restart: bool = False, progr
             run_, upload_ids, examined = db.enqueue_chunk(
                 settings, run_, plan.selection, kind=plan.kind, limit=plan.chunk
             )
-            for upload_id in upload_ids:
-                process_upload.apply_async(args=[upload_id], queue=REPROCESS_QUEUE)
+            _send(upload_ids)
             sent += len(upload_ids)
             bar.update(examined)
             bar.set_postfix(enqueued=run_.enqueued)
+            if on_chunk:
+                on_chunk(run_)
             if plan.rate > 0:
                 time.sleep(max(0.0, sent / plan.rate - (time.monotonic() - started)))
     finally:
@@ -80,11 +87,18 @@ def run(settings: Settings, plan: ReprocessPlan, *, restart: bool = False, progr
 
 def retry_failed(settings: Settings, *, reason: str | None, chunk: int = 500) -> int:
     """Bulk retry of failed uploads (optionally one reason code), on the low-priority queue."""
-    from pipeline.tasks import process_upload
-
     total = 0
     while upload_ids := db.retry_failed_uploads(settings, reason=reason, limit=chunk):
-        for upload_id in upload_ids:
-            process_upload.apply_async(args=[upload_id], queue=REPROCESS_QUEUE)
+        _send(upload_ids)
         total += len(upload_ids)
     return total
+
+
+def _send(upload_ids: list[str]) -> None:
+    """One broker connection for a whole chunk: per-message connection handling would dominate."""
+    from pipeline.celery_app import app
+    from pipeline.tasks import process_upload
+
+    with app.producer_or_acquire() as producer:
+        for upload_id in upload_ids:
+            process_upload.apply_async(args=[upload_id], queue=REPROCESS_QUEUE, producer=producer)

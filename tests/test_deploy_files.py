@@ -15,15 +15,24 @@ def compose() -> dict:
 
 def test_compose_runs_every_part_of_the_pipeline() -> None:
     services = compose()["services"]
-    assert {"postgres", "redis", "s3", "s3-bucket", "migrate", "worker", "scheduler", "flower"} <= set(services)
-    for name in ("worker", "scheduler", "migrate", "flower"):
+    expected = {"postgres", "redis", "s3", "s3-bucket", "migrate", "worker", "worker-reprocess", "scheduler", "flower"}
+    assert expected | {"exporter"} <= set(services)
+    for name in ("worker", "worker-reprocess", "scheduler", "migrate", "flower", "exporter"):
         command = services[name]["command"]
         assert command[0] == "pipeline" and command[1] in main.commands, name
     # Workers start only after the schema and the bucket exist.
     assert services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["migrate"]["depends_on"]["s3-bucket"]["condition"] == "service_completed_successfully"
-    for name in ("postgres", "redis", "s3"):
+    for name in ("postgres", "redis", "s3", "worker", "worker-reprocess"):
         assert "healthcheck" in services[name], name
+    # Uploads and back-catalog work never share workers.
+    queues = {
+        name: services[name]["command"][services[name]["command"].index("--queues") + 1]
+        for name in ("worker", "worker-reprocess")
+    }
+    assert queues == {"worker": "uploads", "worker-reprocess": "reprocess"}
+    for name in ("worker", "worker-reprocess", "scheduler", "exporter"):
+        assert services[name]["restart"] == "unless-stopped", name  # workers run under a supervisor
 
 
 def test_compose_points_the_workers_at_the_compose_services() -> None:
