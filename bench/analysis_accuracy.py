@@ -24,6 +24,7 @@ import sys
 import time
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +122,24 @@ def calibration(rows: list[tuple[float | None, bool]]) -> list[str]:
     return out
 
 
+def print_by_group(
+    title: str,
+    cases: list[tuple[music.Case, Answer, Answer | None]],
+    groups_of: Callable[[music.Case], tuple[str, ...]],
+    right: Callable[[Answer, music.Case], bool],
+) -> None:
+    """Accuracy per group (zone, feel, scale, codec), pipeline beside naive."""
+    print(title)
+    groups: dict[str, list[tuple[bool, bool | None]]] = defaultdict(list)
+    for case, mine, naive_answer in cases:
+        for group in groups_of(case):
+            groups[group].append((right(mine, case), right(naive_answer, case) if naive_answer else None))
+    for group, values in sorted(groups.items()):
+        naive_values = [b for _, b in values if b is not None]
+        naive_text = f"{np.mean(naive_values):.2f}" if naive_values else "-"
+        print(f"  {group:12s} n={len(values):3d}  {np.mean([a for a, _ in values]):.2f} | {naive_text}")
+
+
 def tempo_zone(bpm: float) -> str:
     for lo, hi in ((60, 70), (70, 90), (90, 160), (160, 180), (180, 201)):
         if lo <= bpm < hi:
@@ -211,28 +230,18 @@ def report(results: list[tuple[music.Case, Answer, Answer | None]], args: argpar
     print("\ntempo outcomes            " + "  ".join(f"{w}: {dict(Counter(tclass[w]).most_common())}" for w in who))
     print("key outcomes              " + "  ".join(f"{w}: {dict(Counter(kclass[w]).most_common())}" for w in who))
 
-    print("\ntempo Accuracy1 by zone / feel (pipeline | naive):")
-    groups: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
-    for c, m, n in [(c, m, n) for c, m, n in tempo_cases if c.kind == "music"]:
-        for g in (tempo_zone(c.bpm), c.feel):
-            groups[g].append((tempo_class(m.bpm, c.bpm), tempo_class(n.bpm, c.bpm) if n else None))
-    for g, v in sorted(groups.items()):
-        nv = [b for _, b in v if b is not None]
-        print(
-            f"  {g:12s} n={len(v):3d}  {np.mean([a == 'ok' for a, _ in v]):.2f} | "
-            + (f"{np.mean([b == 'ok' for b in nv]):.2f}" if nv else "-")
-        )
-    print("key exact by scale / codec (pipeline | naive):")
-    groups = defaultdict(list)
-    for c, m, n in [(c, m, n) for c, m, n in key_cases if c.kind == "music"]:
-        for g in (c.scale, c.codec_name):
-            groups[g].append((key_class(m.key, c.key), key_class(n.key, c.key) if n else None))
-    for g, v in sorted(groups.items()):
-        nv = [b for _, b in v if b is not None]
-        print(
-            f"  {g:12s} n={len(v):3d}  {np.mean([a == 'exact' for a, _ in v]):.2f} | "
-            + (f"{np.mean([b == 'exact' for b in nv]):.2f}" if nv else "-")
-        )
+    print_by_group(
+        "\ntempo Accuracy1 by zone / feel (pipeline | naive):",
+        [(c, m, n) for c, m, n in tempo_cases if c.kind == "music"],
+        lambda c: (tempo_zone(c.bpm), c.feel),
+        lambda answer, c: tempo_class(answer.bpm, c.bpm) == "ok",
+    )
+    print_by_group(
+        "key exact by scale / codec (pipeline | naive):",
+        [(c, m, n) for c, m, n in key_cases if c.kind == "music"],
+        lambda c: (c.scale, c.codec_name),
+        lambda answer, c: key_class(answer.key, c.key) == "exact",
+    )
 
     print("\ncalibration, tempo (bpm_confidence bin: fraction within 4 %):")
     print("\n".join(calibration([(m.bpm_conf, tempo_class(m.bpm, c.bpm) == "ok") for c, m, _ in tempo_cases])))

@@ -41,6 +41,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import lfilter
 
+from pipeline.synth import speech_like
+
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 DEBIAN_PACKAGES = {"fluidsynth": "fluidsynth", "espeak-ng": "espeak-ng", "ffmpeg": "ffmpeg"}
 GENERATOR_VERSION = 1  # part of the cache path: bump when the generated audio changes
@@ -354,34 +356,6 @@ def _render_song(case: Case, work: Path) -> np.ndarray:
 # --- null cases --------------------------------------------------------------------------------------
 
 
-def _speech_imitation(seconds: float, rng: np.random.Generator) -> np.ndarray:
-    """Voiced source with a gliding pitch, irregular syllables and pauses, through changing vowel formants."""
-    sr = RENDER_SR
-    n = int(seconds * sr)
-    t = np.arange(n) / sr
-    knots = rng.uniform(100, 190, int(seconds * 3) + 2)
-    phase = np.cumsum(np.interp(t, np.linspace(0, seconds, knots.size), knots)) / sr
-    source = sum(np.sin(2 * np.pi * k * phase) / k for k in range(1, 30))
-    env = np.zeros(n)
-    pos = 0
-    while pos < n:
-        dur = int(rng.uniform(0.08, 0.35) * sr)
-        seg = env[pos : pos + dur]
-        seg[:] = np.hanning(dur)[: seg.size] ** 0.5 * rng.uniform(0.4, 1.0)
-        pos += dur + int(rng.exponential(0.06) * sr)
-    y = source * env
-    out = np.zeros(n)
-    block = int(0.1 * sr)
-    vowels = [(730, 1090), (270, 2290), (300, 870), (530, 1840), (640, 1190)]
-    for s in range(0, n, block):
-        seg = y[s : s + block]
-        for f in vowels[rng.integers(len(vowels))]:
-            r, theta = 0.97, 2 * np.pi * f / sr
-            seg = lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], seg)
-        out[s : s + block] = seg
-    return out
-
-
 def _espeak(case: Case, work: Path) -> np.ndarray:
     wav = work / "speech.wav"
     voice = str(case.details.get("voice", "en"))
@@ -410,7 +384,7 @@ def _render_null(case: Case, work: Path) -> np.ndarray:
     if what == "brown":
         return lfilter([1.0], [1, -0.995], white)
     if what == "speech_imitation":
-        return _speech_imitation(case.seconds, rng)
+        return speech_like(case.seconds, RENDER_SR, seed=int(rng.integers(2**31)), pauses=False)
     if what == "espeak":
         return _espeak(case, work)
     raise ValueError(what)

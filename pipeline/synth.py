@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import butter, sosfilt
+from scipy.signal import butter, lfilter, sosfilt
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _FLATS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#", "Cb": "B", "Fb": "E"}
@@ -210,3 +210,37 @@ def render_track(
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
     """Write float samples ((n,) or (n, channels)) as 16-bit PCM WAV."""
     sf.write(str(path), np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16")
+
+
+def speech_like(seconds: float, sample_rate: int, seed: int = 0, *, pauses: bool = True) -> np.ndarray:
+    """Mono float32 that has speech's traits without a word: a voiced source with a gliding pitch,
+    irregular syllables (and pauses) through moving vowel formants. Analysis must call it neither
+    music with a tempo nor with a key."""
+    rng = np.random.default_rng(seed)
+    sr = sample_rate
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    knots = rng.uniform(100, 190, int(seconds * 3) + 2)
+    phase = np.cumsum(np.interp(t, np.linspace(0, seconds, knots.size), knots)) / sr
+    source = sum(np.sin(2 * np.pi * k * phase) / k for k in range(1, 30))
+    syllables = np.zeros(n)
+    pos = 0
+    while pos < n:
+        d = int(rng.uniform(0.08, 0.35) * sr)
+        seg = syllables[pos : pos + d]
+        seg[:] = np.hanning(d)[: seg.size] ** 0.5 * rng.uniform(0.4, 1.0)
+        pos += d + int(rng.exponential(0.06) * sr)
+    y = source * syllables
+    if pauses:
+        gaps = rng.random(int(seconds / 1.5) + 2)
+        y = y * (np.interp(t, np.linspace(0, seconds, gaps.size), gaps) > 0.25)
+    out = np.zeros(n)
+    block = int(0.1 * sr)
+    vowels = [(730, 1090), (270, 2290), (300, 870), (530, 1840), (640, 1190)]
+    for s in range(0, n, block):
+        seg = y[s : s + block]
+        for f in vowels[rng.integers(len(vowels))]:
+            r, theta = 0.97, 2 * np.pi * f / sr
+            seg = lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], seg)
+        out[s : s + block] = seg
+    return (0.8 * out / max(np.abs(out).max(), 1e-9)).astype(np.float32)

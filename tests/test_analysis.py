@@ -8,12 +8,11 @@ import numpy as np
 import pydantic
 import pytest
 import soundfile as sf
-from scipy.signal import lfilter
 
 from pipeline import analysis
 from pipeline.analysis import ANALYSIS_SAMPLE_RATE as SR
 from pipeline.analysis import AnalysisResult, analyze_pcm, camelot
-from pipeline.synth import NOTE_NAMES, render_track, write_wav
+from pipeline.synth import NOTE_NAMES, render_track, speech_like, write_wav
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -23,36 +22,6 @@ def _warm() -> None:
 
 def mono(bpm: float, tonic: str, mode: str, seconds: float = 30.0, seed: int = 0, sr: int = SR) -> np.ndarray:
     return render_track(bpm, tonic, mode, seconds, sample_rate=sr, seed=seed).mean(axis=1)
-
-
-def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
-    """Voiced source with a gliding pitch, irregular syllables and pauses, through moving vowel formants."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SR)
-    t = np.arange(n) / SR
-    knots = rng.uniform(100, 190, int(seconds * 3) + 2)
-    phase = np.cumsum(np.interp(t, np.linspace(0, seconds, knots.size), knots)) / SR
-    source = sum(np.sin(2 * np.pi * k * phase) / k for k in range(1, 30))
-    syllables = np.zeros(n)
-    pos = 0
-    while pos < n:
-        d = int(rng.uniform(0.08, 0.35) * SR)
-        seg = syllables[pos : pos + d]
-        seg[:] = np.hanning(d)[: seg.size] ** 0.5 * rng.uniform(0.4, 1.0)
-        pos += d + int(rng.exponential(0.06) * SR)
-    knots = rng.random(int(seconds / 1.5) + 2)
-    pauses = np.interp(t, np.linspace(0, seconds, knots.size), knots) > 0.25
-    y = source * syllables * pauses
-    out = np.zeros(n)
-    block = int(0.1 * SR)
-    vowels = [(730, 1090), (270, 2290), (300, 870), (530, 1840), (640, 1190)]
-    for s in range(0, n, block):
-        seg = y[s : s + block]
-        for f in vowels[rng.integers(len(vowels))]:
-            r, theta = 0.97, 2 * np.pi * f / SR
-            seg = lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], seg)
-        out[s : s + block] = seg
-    return (0.8 * out / np.abs(out).max()).astype(np.float32)
 
 
 # --- tempo -------------------------------------------------------------------------------------------
@@ -153,7 +122,7 @@ def test_white_noise() -> None:
 
 
 def test_speech_like_audio() -> None:
-    r = analyze_pcm(speech_like(30))
+    r = analyze_pcm(speech_like(30, SR))
     assert r.key is None and r.key_null_reason == "no_tonal_content"
     assert r.bpm is None and r.bpm_null_reason == "no_rhythm"
 

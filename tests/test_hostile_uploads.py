@@ -2,7 +2,6 @@
 nothing crashes, and the worker goes on with the next upload."""
 
 import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,8 @@ from mutagen.id3 import APIC, ID3, TIT2, TPE1
 from pipeline.samples import SampleTrack
 from pipeline.settings import Settings
 from pipeline.submit import submit_file
+from tests.media_tools import ffmpeg
 from tests.test_pipeline_e2e import wait_finished
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
 
 
 def lavfi(source: str, target: Path, *encode: str) -> Path:

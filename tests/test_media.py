@@ -1,7 +1,6 @@
 """Probing, transcoding and checking renditions on local files alone (no database, S3 or Celery)."""
 
 import http.server
-import json
 import os
 import subprocess
 import sys
@@ -26,21 +25,9 @@ from pipeline.media.transcode import (
 )
 from pipeline.samples import SampleTrack
 from pipeline.settings import REPO_ROOT
+from tests.media_tools import ffmpeg, ffprobe_json
 
 PROFILES = load_profiles(REPO_ROOT / "config" / "renditions.toml")
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
-
-
-def ffprobe_json(path: Path) -> dict:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-of", "json", "-show_format", "-show_streams", str(path)],
-        check=True,
-        capture_output=True,
-    ).stdout
-    return json.loads(out)
 
 
 def sine(path: Path, seconds: float, *extra: str) -> Path:

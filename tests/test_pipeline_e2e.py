@@ -16,6 +16,7 @@ from pipeline.samples import SampleTrack
 from pipeline.settings import Settings
 from pipeline.storage import get_store
 from pipeline.submit import Submitted, submit_file
+from tests.media_tools import ffmpeg, ffprobe_json
 
 
 def wait_finished(settings: Settings, upload_ids: list[str], timeout: float = 240) -> dict[str, dict[str, Any]]:
@@ -40,12 +41,7 @@ def submit_with_cached_song(settings: Settings, path: Path, **kwargs: Any) -> Su
 def ffprobe_object(settings: Settings, key: str, tmp_path: Path) -> dict[str, Any]:
     target = tmp_path / key.replace("/", "_")
     get_store(settings).client.download_file(settings.s3_bucket, key, str(target))
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-of", "json", "-show_format", "-show_streams", str(target)],
-        check=True,
-        capture_output=True,
-    ).stdout
-    return json.loads(out)
+    return ffprobe_json(target)
 
 
 def test_uploads_of_every_format_become_ready_songs(
@@ -106,7 +102,7 @@ def test_bad_uploads_are_refused_with_a_reason_and_the_worker_goes_on(
     playlist = tmp_path / "playlist.mp3"
     playlist.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n")
     blip = tmp_path / "blip.wav"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=d=0.3", str(blip)], check=True)
+    ffmpeg("-f", "lavfi", "-i", "sine=d=0.3", str(blip))
     truncated = tmp_path / "truncated.flac"
     truncated.write_bytes(next(t for t in samples if t.format == "flac").path.read_bytes()[:3000])
 
