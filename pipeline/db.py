@@ -410,8 +410,11 @@ def enqueue_chunk(
                (SELECT coalesce(array_agg(id::text), '{{}}') FROM inserted)"""
     ).format(where=where)
     with pool(settings).connection() as conn, conn.transaction():
+        # prepare=False: a generic prepared plan cannot see the cursor and walks the whole table.
         last, examined, upload_ids = conn.execute(
-            query, {**params, "cursor": run.cursor_song_id, "limit": limit, "kind": kind, "run": run.id}
+            query,
+            {**params, "cursor": run.cursor_song_id, "limit": limit, "kind": kind, "run": run.id},
+            prepare=False,
         ).fetchone() or (None, 0, [])
         finished = examined < limit
         conn.execute(
