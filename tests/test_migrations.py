@@ -94,19 +94,26 @@ def test_the_worker_role_can_run_the_pipeline_and_nothing_more(fresh_url: str) -
     worker = Settings(database_url=fresh_url.replace("postgres@", f"{login}@"))
     try:
         # Every statement the worker and the scheduler run, as the restricted role.
-        assert db.take_dispatchable(worker, limit=10, redispatch_after=60) == uploads
+        assert db.take_dispatchable(worker, limit=10, redispatch_after=60, redispatch_kinds=["upload"]) == [
+            (u, "upload") for u in uploads
+        ]
         assert db.claim_upload(worker, uploads[0], "job-1", 60) is not None
         assert db.renew_lease(worker, uploads[0], "job-1", 60)
         assert db.song_fields(worker, song).album is None
-        assert db.publish(
-            worker, upload_id=uploads[0], job_id="job-1", song_id=song, storage_keys={"high": "k"},
-            metadata={"bpm": 120}, duration_seconds=3, album="A", genre="G", cover_image_key=None,
+        published = db.Publication(
+            song_id=song, storage_keys={"high": "k"}, metadata={"bpm": 120}, duration_seconds=3, album="A",
+            rendition_version=1, analysis_version=2,
         )  # fmt: skip
+        assert db.publish(worker, upload_id=uploads[0], job_id="job-1", song=published, retire_after_seconds=60)
         assert db.claim_upload(worker, uploads[1], "job-2", 60) is not None
         assert db.finish_with_error(
             worker, upload_id=uploads[1], job_id="job-2", outcome=Outcome.FAILED, reason=Reason.TIMEOUT, message="m"
         )
         assert db.reap_expired_leases(worker, max_attempts=3) == []
+        assert db.due_retired_objects(worker) == []
+        db.forget_retired_objects(worker, ["nothing"])
+        assert db.status_counts(worker)["songs"] == {"ready": 1}
+        assert db.failures_by_reason(worker, 3600)[0]["error_code"] == "timeout"
         queued = db.queued_invalidations(worker, None)
         assert [song_id for song_id, _ in queued] == [song]
         db.clear_invalidations(worker, queued)
