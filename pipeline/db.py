@@ -402,10 +402,10 @@ def enqueue_chunk(
                SELECT user_id, file_name, original_size, mime_type, song_id, storage_key,
                       'pending', %(kind)s, %(run)s, now()
                  FROM source
-                -- A scalar subquery, not NOT EXISTS: the planner would turn that into an anti join
-                -- over every unfinished upload (a million, mid-run) instead of one probe per song.
-                WHERE (SELECT count(*) FROM uploads busy WHERE busy.song_id = source.song_id
-                          AND busy.status IN ('pending', 'processing')) = 0
+                -- One probe of the song's own uploads. NOT EXISTS, or a status condition in the WHERE,
+                -- lets the planner scan every unfinished upload instead (a million, mid-run).
+                WHERE (SELECT count(*) FILTER (WHERE busy.status IN ('pending', 'processing'))
+                         FROM uploads busy WHERE busy.song_id = source.song_id) = 0
                RETURNING id)
         SELECT (SELECT id::text FROM batch ORDER BY id DESC LIMIT 1),
                (SELECT count(*) FROM batch),
