@@ -41,12 +41,15 @@ class LogfmtFormatter(logging.Formatter):
 
 
 def _task_fields() -> dict[str, Any]:
-    from celery import current_task  # cheap; None outside a task
+    from celery import current_task  # a proxy: falsy, or raising on .request, outside a task
 
-    task = current_task
-    if task is None or task.request.id is None:
+    try:
+        request = current_task.request
+    except AttributeError:
         return {}
-    return {"task": task.name, "task_id": task.request.id}
+    if not current_task or request.id is None:
+        return {}
+    return {"task": current_task.name, "task_id": request.id}
 
 
 def _ordered(fields: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -203,7 +203,6 @@ def test_a_run_that_died_half_way_resumes_without_duplicates(
         # At least this run's two messages (the dead chunk's upload is re-sent by the dispatcher later);
         # other tests' retries may share the queue.
         assert queued["reprocess"] - queued_before["reprocess"] >= 2
-        assert queued["uploads"] == queued_before["uploads"]  # back-catalog work never enters the upload queue
     finally:
         worker.start()
 
