@@ -12,15 +12,36 @@ from pipeline.settings import get_settings
 UPLOADS_QUEUE = "uploads"
 REPROCESS_QUEUE = "reprocess"  # back-catalog work; served by its own workers so uploads never wait
 
+
+def steps_queue(queue: str) -> str:
+    """Where the later steps of a chain started from `queue` go. A worker serves it before `queue`
+    (see `with_steps_queues`), so uploads in progress finish before the backlog behind them is started,
+    instead of every upload of a batch finishing at the end of the batch."""
+    return f"{queue}.steps"
+
+
+def with_steps_queues(queues: str) -> str:
+    """`uploads,reprocess` -> `uploads.steps,uploads,reprocess.steps,reprocess`, for a worker's -Q: the
+    order in which it polls them (the "priority" queue order strategy below)."""
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    return ",".join(name for q in names for name in (steps_queue(q), q))
+
+
 settings = get_settings()
 
-# How the time limits relate (README, "Time limits"): ffmpeg is killed first, then the step's soft
-# limit fires, then its hard limit; a lease outlives the longest step, so the reaper never takes an
+# How the time limits relate (README, "Time limits"): the media step runs ffprobe twice at most (probe,
+# cover), the full-length ffmpeg and the preview's; each is killed at its own timeout, then the step's
+# soft limit fires, then its hard limit; a lease outlives the longest step, so the reaper never takes an
 # upload from a live worker; the broker's visibility timeout outlives the lease, so Redis never
 # redelivers a message whose task may still be running.
-TRANSCODE_SOFT_LIMIT = settings.ffmpeg_timeout_seconds + settings.step_grace_seconds
-TRANSCODE_HARD_LIMIT = TRANSCODE_SOFT_LIMIT + settings.step_grace_seconds
-LEASE_SECONDS = TRANSCODE_HARD_LIMIT + settings.step_grace_seconds
+MEDIA_SOFT_LIMIT = (
+    2 * settings.probe_timeout_seconds
+    + settings.ffmpeg_timeout_seconds
+    + settings.excerpt_timeout_seconds
+    + settings.step_grace_seconds
+)
+MEDIA_HARD_LIMIT = MEDIA_SOFT_LIMIT + settings.step_grace_seconds
+LEASE_SECONDS = MEDIA_HARD_LIMIT + settings.step_grace_seconds
 VISIBILITY_TIMEOUT = LEASE_SECONDS + settings.step_grace_seconds
 # librosa compiles with numba; a writable on-disk cache means a worker compiles once, not per start.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(settings.work_dir / "numba-cache"))
@@ -39,10 +60,11 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     # Redis redelivers an unacknowledged message after the visibility timeout: it must exceed
     # the longest hard time limit, or a slow task would run twice at once.
-    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+    # Queues are polled in the worker's -Q order every time, not rotated: strict priority.
+    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT, "queue_order_strategy": "priority"},
     broker_connection_retry_on_startup=True,
     task_default_queue=UPLOADS_QUEUE,
-    task_queues=[Queue(UPLOADS_QUEUE), Queue(REPROCESS_QUEUE)],
+    task_queues=[Queue(name) for name in with_steps_queues(f"{UPLOADS_QUEUE},{REPROCESS_QUEUE}").split(",")],
     # Events for Flower: every task with its name, arguments (ids only) and state.
     worker_send_task_events=True,
     task_send_sent_event=True,

@@ -63,8 +63,11 @@ def show(upload_ids: tuple[str, ...]) -> None:
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(concurrency: int, queues: str, loglevel: str) -> None:
     """Start a worker (events on, for Flower). Give back-catalog work workers of its own:
-    `--queues reprocess`, so new uploads never wait behind it."""
-    args = ["worker", "-Q", queues, "-E", "-c", str(concurrency), "-l", loglevel]
+    `--queues reprocess`, so new uploads never wait behind it. A worker also serves the steps queue
+    of each queue it is given (`uploads.steps`: the later steps of chains already started)."""
+    from pipeline.celery_app import with_steps_queues
+
+    args = ["worker", "-Q", with_steps_queues(queues), "-E", "-c", str(concurrency), "-l", loglevel]
     os.execv(sys.executable, [*CELERY, *args])
 
 

@@ -25,10 +25,11 @@ QUEUE_FOR_KIND = {"upload": UPLOADS_QUEUE, "reprocess": REPROCESS_QUEUE, "reanal
 
 
 def queue_depths() -> dict[str, int]:
-    """Messages waiting in each pipeline queue (not counting ones a worker has reserved)."""
+    """Messages waiting in each pipeline queue, steps queues included (not counting ones a worker has
+    reserved)."""
     depths = {}
     with app.connection_for_read() as conn:
-        for queue in (UPLOADS_QUEUE, REPROCESS_QUEUE):
+        for queue in (q.name for q in app.conf.task_queues):
             with conn.channel() as channel:
                 try:
                     depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count

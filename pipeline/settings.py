@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     probe_timeout_seconds: float = 30.0
     ffmpeg_timeout_seconds: float = 1800.0
     ffmpeg_cpu_seconds: int = 3600
+    excerpt_timeout_seconds: float = 120.0  # the preview: a seek and 30 s of encoding
     # Margin between the limits that follow from ffmpeg's (see celery_app.py and the README).
     step_grace_seconds: float = 300.0
 

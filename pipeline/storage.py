@@ -67,15 +67,6 @@ class ObjectStore:
             ExtraArgs={"ContentType": content_type, "CacheControl": cache_control},
         )
 
-    def delete_prefix(self, prefix: str) -> int:
-        deleted = 0
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
-            if keys:
-                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
-                deleted += len(keys)
-        return deleted
-
 
 @cache
 def _store_for(settings: Settings, pid: int) -> ObjectStore:

@@ -1,8 +1,11 @@
-"""The upload chain: process_upload -> claim -> probe -> transcode -> analyze -> publish.
+"""The upload chain: process_upload -> claim -> media -> publish.
 
-Steps pass a small `Job` (ids, object keys, metadata) through the broker, never file contents;
-each step downloads what it needs into a scratch directory of its own. Every step first checks
-that its job still owns the upload, so a stale or duplicated chain stops instead of writing.
+`media` does the heavy work in one scratch directory, so the raw file is downloaded once and the
+analysis PCM never leaves the machine: probe (ffprobe, mutagen, policy, cover), transcode (one ffmpeg
+decode for every full-length rendition and the PCM, then the preview) and analyze (BPM, key). Its
+parts are logged as steps of their own. Steps pass a small `Job` (ids, object keys, metadata) through
+the broker, never file contents. Every step first checks that its job still owns the upload, so a
+stale or duplicated chain stops instead of writing.
 """
 
 import logging
@@ -24,17 +27,18 @@ import psycopg_pool
 import redis
 from celery import Task, chain
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_ready
 from pydantic import BaseModel
 
 from pipeline import analysis, cache, db, logs
 from pipeline.celery_app import (
     LEASE_SECONDS,
-    TRANSCODE_HARD_LIMIT,
-    TRANSCODE_SOFT_LIMIT,
+    MEDIA_HARD_LIMIT,
+    MEDIA_SOFT_LIMIT,
     UPLOADS_QUEUE,
     app,
     settings,
+    steps_queue,
 )
 from pipeline.errors import ContentError, Outcome, Reason
 from pipeline.media import probe as media_probe
@@ -84,7 +88,6 @@ class Job(BaseModel):
     renditions: dict[str, RenditionRef] = {}
     profile_version: int | None = None
     decoded_seconds: float | None = None
-    pcm_key: str | None = None
     analysis: dict[str, Any] | None = None
 
 
@@ -118,7 +121,6 @@ class PipelineTask(Task):
                 message=message,
             ):
                 cache.flush_after_commit(settings, job.song_id)
-            get_store(settings).delete_prefix(_work_prefix(job.upload_id))
         except Exception:
             log.exception("could not record the failure; the reaper retries once the lease expires")
 
@@ -137,10 +139,6 @@ def _classify(exc: BaseException) -> tuple[Outcome, Reason, str]:
     return Outcome.FAILED, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
 
 
-def _work_prefix(upload_id: str) -> str:
-    return f"work/{upload_id}/"
-
-
 @contextmanager
 def _step(job: Job, step: str) -> Iterator[Path]:
     """Checks ownership, gives the step a scratch directory, and logs how long it took; every line
@@ -149,11 +147,21 @@ def _step(job: Job, step: str) -> Iterator[Path]:
         if not db.renew_lease(settings, job.upload_id, job.job_id, LEASE_SECONDS):
             log.info("skipped: job %s no longer owns the upload", job.job_id)
             raise Ignore()
-        started, cpu_started = time.monotonic(), _cpu_seconds()
         settings.work_dir.mkdir(parents=True, exist_ok=True)
         # The pid in the name lets a later process clean up after one that was killed (see below).
-        with tempfile.TemporaryDirectory(dir=settings.work_dir, prefix=f"{step}-{os.getpid()}-") as scratch:
+        with (
+            _timed(step),
+            tempfile.TemporaryDirectory(dir=settings.work_dir, prefix=f"{step}-{os.getpid()}-") as scratch,
+        ):
             yield Path(scratch)
+
+
+@contextmanager
+def _timed(step: str) -> Iterator[None]:
+    """Logs `done in` with wall and CPU time (ffmpeg's included) for a step or a part of one."""
+    with logs.bind(step=step):
+        started, cpu_started = time.monotonic(), _cpu_seconds()
+        yield
         log.info(
             "done in %.2f s (cpu %.2f s with ffmpeg)",
             time.monotonic() - started,
@@ -168,14 +176,14 @@ def _cpu_seconds() -> float:
 
 
 def upload_chain(upload_id: str, queue: str) -> chain:
-    steps = [claim.si(upload_id), probe.s(), transcode.s(), analyze.s(), publish.s()]
-    return chain(*(step.set(queue=queue) for step in steps))
+    steps = [claim.si(upload_id), media.s(), publish.s()]
+    return chain(*(step.set(queue=steps_queue(queue)) for step in steps))
 
 
 @app.task(name="pipeline.process_upload", bind=True, base=PipelineTask, soft_time_limit=30, time_limit=60)
 def process_upload(self: Task, upload_id: str) -> None:
     """The entry point the upload API may send by name with the upload id; becomes the chain, on the
-    queue this message came from (a reprocess stays on the low-priority queue)."""
+    steps queue of the queue this message came from (a reprocess stays on the low-priority side)."""
     queue = (self.request.delivery_info or {}).get("routing_key") or UPLOADS_QUEUE
     raise self.replace(upload_chain(upload_id, queue))
 
@@ -196,26 +204,34 @@ def claim(self: Task, upload_id: str) -> dict[str, Any]:
     return job.model_dump(mode="json")
 
 
-@app.task(name="pipeline.probe", bind=True, base=PipelineTask, soft_time_limit=300, time_limit=360)
-def probe(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
+@app.task(
+    name="pipeline.media", bind=True, base=PipelineTask, soft_time_limit=MEDIA_SOFT_LIMIT, time_limit=MEDIA_HARD_LIMIT
+)
+def media(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     job = Job.model_validate(payload)
-    with _step(job, "probe") as scratch:
-        source = _download_raw(job, scratch)
-        info = media_probe.probe(source, timeout=settings.probe_timeout_seconds, cpu_seconds=60)
-        _enforce_policy(info)
-        song = db.song_fields(settings, job.song_id)
-        job.probe = info
-        job.album = None if song.album else info.tags.get("album", "")[:255] or None
-        job.genre = None if song.genre else info.tags.get("genre", "")[:50] or None
-        if song.cover_image_key is None:
-            job.cover_key = _store_cover(job, source, info, scratch)
+    with _step(job, "media") as scratch:
+        source = scratch / "source"
+        get_store(settings).download(job.raw_key, source, max_bytes=settings.max_upload_bytes)
+        with _timed("probe"):
+            _probe(job, source, scratch)
+        with _timed("transcode"):
+            pcm_path = _transcode(job, source, scratch)
+        with _timed("analyze"):
+            pcm = np.memmap(pcm_path, dtype=PCM_DTYPE, mode="r")  # analysis reads bounded excerpts only
+            job.analysis = analysis.analyze_pcm(pcm, PCM_SAMPLE_RATE).to_metadata()
+            del pcm
     return job.model_dump(mode="json")
 
 
-def _download_raw(job: Job, scratch: Path) -> Path:
-    target = scratch / "source"
-    get_store(settings).download(job.raw_key, target, max_bytes=settings.max_upload_bytes)
-    return target
+def _probe(job: Job, source: Path, scratch: Path) -> None:
+    info = media_probe.probe(source, timeout=settings.probe_timeout_seconds, cpu_seconds=60)
+    _enforce_policy(info)
+    song = db.song_fields(settings, job.song_id)
+    job.probe = info
+    job.album = None if song.album else info.tags.get("album", "")[:255] or None
+    job.genre = None if song.genre else info.tags.get("genre", "")[:50] or None
+    if song.cover_image_key is None:
+        job.cover_key = _store_cover(job, source, info, scratch)
 
 
 def _enforce_policy(info: media_probe.ProbeResult) -> None:
@@ -245,61 +261,39 @@ def _store_cover(job: Job, source: Path, info: media_probe.ProbeResult, scratch:
     return key
 
 
-@app.task(
-    name="pipeline.transcode",
-    bind=True,
-    base=PipelineTask,
-    soft_time_limit=TRANSCODE_SOFT_LIMIT,
-    time_limit=TRANSCODE_HARD_LIMIT,
-)
-def transcode(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
-    job = Job.model_validate(payload)
+def _transcode(job: Job, source: Path, scratch: Path) -> Path:
+    """Writes and uploads the renditions; returns the analysis PCM's path."""
     assert job.probe is not None
-    with _step(job, "transcode") as scratch:
-        source = _download_raw(job, scratch)
-        profiles = load_profiles(settings.renditions_file)
-        if job.kind == "reanalyze":  # the same single decode, writing the analysis PCM only
-            profiles = profiles.model_copy(update={"profiles": ()})
-        result = media_transcode(
-            source,
-            job.probe,
-            profiles,
-            scratch,
-            timeout=settings.ffmpeg_timeout_seconds,
-            cpu_seconds=settings.ffmpeg_cpu_seconds,
+    profiles = load_profiles(settings.renditions_file)
+    if job.kind == "reanalyze":  # the same single decode, writing the analysis PCM only
+        profiles = profiles.model_copy(update={"profiles": ()})
+    result = media_transcode(
+        source,
+        job.probe,
+        profiles,
+        scratch,
+        timeout=settings.ffmpeg_timeout_seconds,
+        excerpt_timeout=settings.excerpt_timeout_seconds,
+        cpu_seconds=settings.ffmpeg_cpu_seconds,
+    )
+    store = get_store(settings)
+    for rendition in result.renditions:
+        # Keyed by song and upload: a retry overwrites its own objects, a reprocess gets new ones.
+        key = f"songs/{job.song_id}/{job.upload_id}/{rendition.profile}.{rendition.path.suffix.lstrip('.')}"
+        store.upload(rendition.path, key, content_type=rendition.content_type)
+        job.renditions[rendition.profile] = RenditionRef(
+            key=key,
+            size_bytes=rendition.size_bytes,
+            bit_rate=rendition.bit_rate,
+            sample_rate=rendition.sample_rate,
+            channels=rendition.channels,
+            duration_seconds=round(rendition.duration_seconds, 3),
+            start_seconds=rendition.start_seconds,
+            copied=rendition.copied,
         )
-        store = get_store(settings)
-        for rendition in result.renditions:
-            # Keyed by song and upload: a retry overwrites its own objects, a reprocess gets new ones.
-            key = f"songs/{job.song_id}/{job.upload_id}/{rendition.profile}.{rendition.path.suffix.lstrip('.')}"
-            store.upload(rendition.path, key, content_type=rendition.content_type)
-            job.renditions[rendition.profile] = RenditionRef(
-                key=key,
-                size_bytes=rendition.size_bytes,
-                bit_rate=rendition.bit_rate,
-                sample_rate=rendition.sample_rate,
-                channels=rendition.channels,
-                duration_seconds=round(rendition.duration_seconds, 3),
-                start_seconds=rendition.start_seconds,
-                copied=rendition.copied,
-            )
-        job.pcm_key = _work_prefix(job.upload_id) + result.pcm_path.name
-        store.upload(result.pcm_path, job.pcm_key, content_type="application/octet-stream", cache_control="no-store")
-        job.profile_version = profiles.version
-        job.decoded_seconds = result.decoded_seconds
-    return job.model_dump(mode="json")
-
-
-@app.task(name="pipeline.analyze", bind=True, base=PipelineTask, soft_time_limit=600, time_limit=660)
-def analyze(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
-    job = Job.model_validate(payload)
-    assert job.pcm_key is not None
-    with _step(job, "analyze") as scratch:
-        pcm_path = scratch / "analysis.s16le"
-        get_store(settings).client.download_file(settings.s3_bucket, job.pcm_key, str(pcm_path))
-        pcm = np.memmap(pcm_path, dtype=PCM_DTYPE, mode="r")  # analysis reads bounded excerpts only
-        job.analysis = analysis.analyze_pcm(pcm, PCM_SAMPLE_RATE).to_metadata()
-    return job.model_dump(mode="json")
+    job.profile_version = profiles.version
+    job.decoded_seconds = result.decoded_seconds
+    return result.pcm_path
 
 
 @app.task(name="pipeline.publish", bind=True, base=PipelineTask, soft_time_limit=60, time_limit=120)
@@ -336,7 +330,6 @@ def publish(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         if not published:
             raise Ignore()
         cache.flush_after_commit(settings, job.song_id)
-        get_store(settings).delete_prefix(_work_prefix(job.upload_id))
     return {"upload_id": job.upload_id, "song_id": job.song_id, "status": "ready"}
 
 
@@ -379,18 +372,33 @@ def flush_cache_invalidations() -> int:
 
 
 @worker_process_init.connect
-def _remove_scratch_of_dead_processes(**_: object) -> None:
-    """A worker process killed mid-step (kill -9, OOM) leaves its scratch directory behind."""
+def _prepare_process(**_: object) -> None:
+    """Opens this process's S3 client and database pool before its first task (so that task does not
+    pay for them), and removes what a killed predecessor left behind: a worker process killed mid-step
+    (kill -9, OOM) leaves its scratch directory."""
     for path in settings.work_dir.glob("*-*-*"):
         pid = path.name.split("-")[1]
         if path.is_dir() and pid.isdigit() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(path, ignore_errors=True)
             log.info("removed scratch directory %s of dead process %s", path.name, pid)
+    get_store(settings)
+    db.pool(settings)
+
+
+_warm_up_seconds: float | None = None
 
 
 @worker_init.connect
 def _warm_up(**_: object) -> None:
     """Pays librosa's JIT compilation once in the parent, before the pool forks its children."""
+    global _warm_up_seconds
     started = time.monotonic()
     analysis.warm_up()
-    log.info("analysis warmed up in %.2f s", time.monotonic() - started)
+    _warm_up_seconds = time.monotonic() - started
+
+
+@worker_ready.connect
+def _report_warm_up(**_: object) -> None:
+    # Celery configures logging after worker_init, so the warm-up is reported once the worker is up.
+    if _warm_up_seconds is not None:
+        log.info("analysis warmed up in %.2f s before the pool started", _warm_up_seconds)

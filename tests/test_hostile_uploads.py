@@ -191,5 +191,6 @@ def test_channel_layouts_are_mixed_down_not_up(name: str, settings: Settings, sa
 
     source = build(name, tmp_path, samples)
     info = probe(source, timeout=30, cpu_seconds=30)
-    result = transcode(source, info, load_profiles(settings.renditions_file), tmp_path, timeout=60, cpu_seconds=60)
+    profiles = load_profiles(settings.renditions_file)
+    result = transcode(source, info, profiles, tmp_path, timeout=60, excerpt_timeout=60, cpu_seconds=60)
     assert {r.channels for r in result.renditions} == ({2} if name == "surround_5_1" else {1})

@@ -21,6 +21,7 @@ from pipeline.media.transcode import (
     PCM_SAMPLE_RATE,
     check_rendition,
     choose_excerpt_start,
+    second_energies,
     transcode,
 )
 from pipeline.samples import SampleTrack
@@ -133,7 +134,7 @@ def test_probe_refuses_video_only_files(tmp_path: Path) -> None:
 def test_transcode_writes_every_rendition_as_its_profile_says(samples: list[SampleTrack], tmp_path: Path) -> None:
     source = next(t for t in samples if t.format == "flac").path
     info = probe_file(source)
-    result = transcode(source, info, PROFILES, tmp_path, timeout=120, cpu_seconds=120)
+    result = transcode(source, info, PROFILES, tmp_path, timeout=120, excerpt_timeout=60, cpu_seconds=120)
     by_name = {r.profile: r for r in result.renditions}
     assert set(by_name) == {"high", "low", "preview"}
     expected = {
@@ -157,21 +158,34 @@ def test_transcode_writes_every_rendition_as_its_profile_says(samples: list[Samp
 
 def test_mono_source_is_not_upmixed(tmp_path: Path) -> None:
     source = sine(tmp_path / "mono.wav", 3, "-ac", "1")
-    result = transcode(source, probe_file(source), PROFILES, tmp_path, timeout=60, cpu_seconds=60)
+    result = transcode(source, probe_file(source), PROFILES, tmp_path, timeout=60, excerpt_timeout=60, cpu_seconds=60)
     assert {r.channels for r in result.renditions} == {1}
     preview = next(r for r in result.renditions if r.profile == "preview")
     assert preview.duration_seconds == pytest.approx(3.0, abs=0.1)  # short track: the whole of it
 
 
-def test_excerpt_starts_at_the_loudest_part_after_the_intro() -> None:
+def test_excerpt_starts_at_the_loudest_part_after_the_intro(tmp_path: Path) -> None:
     rate = 1000
     quiet, loud = np.full(rate * 60, 100, dtype=PCM_DTYPE), np.full(rate * 40, 20000, dtype=PCM_DTYPE)
-    pcm = np.concatenate([quiet, loud, quiet])  # 160 s, loud from 60 s to 100 s
-    assert choose_excerpt_start(pcm, rate, 30) == pytest.approx(60, abs=1)
-    loud_intro = np.concatenate([loud, quiet, quiet])
+    path = tmp_path / "pcm.s16le"
+
+    def start(pcm: np.ndarray) -> float:
+        pcm.tofile(path)
+        return choose_excerpt_start(second_energies(path, rate), 30)
+
+    assert start(np.concatenate([quiet, loud, quiet])) == pytest.approx(60, abs=1)  # loud from 60 s to 100 s
     # A loud start is skipped past the first 10 %, but the window still overlaps as much as it can.
-    assert choose_excerpt_start(loud_intro, rate, 30) == pytest.approx(16, abs=1)
-    assert choose_excerpt_start(np.zeros(rate * 20, dtype=PCM_DTYPE), rate, 30) == 0.0
+    assert start(np.concatenate([loud, quiet, quiet])) == pytest.approx(16, abs=1)
+    assert start(np.zeros(rate * 20, dtype=PCM_DTYPE)) == 0.0
+
+
+def test_second_energies_reads_blocks_of_a_long_file(tmp_path: Path) -> None:
+    rate = 100
+    # 150.5 s: two full one-minute reads, a partial one, and a trailing half second that is left out.
+    pcm = (np.arange(150 * rate + rate // 2) % 1000).astype(PCM_DTYPE)
+    pcm.tofile(tmp_path / "pcm.s16le")
+    expected = np.square(pcm[: 150 * rate].astype(np.float64)).reshape(150, rate).mean(axis=1)
+    np.testing.assert_allclose(second_energies(tmp_path / "pcm.s16le", rate), expected)
 
 
 def test_check_rendition_refuses_a_wrong_bit_rate(tmp_path: Path) -> None:
@@ -229,7 +243,7 @@ def test_an_mp3_upload_within_the_bit_rate_is_copied_clean_and_seekable(
 ) -> None:
     source = next(t for t in samples if t.format == "mp3").path  # 192 kbps, tags and a cover picture
     info = probe_file(source)
-    result = transcode(source, info, PROFILES, tmp_path, timeout=120, cpu_seconds=120)
+    result = transcode(source, info, PROFILES, tmp_path, timeout=120, excerpt_timeout=60, cpu_seconds=120)
     by_name = {r.profile: r for r in result.renditions}
     assert by_name["high"].copied and not by_name["low"].copied and not by_name["preview"].copied
     assert by_name["high"].bit_rate == 192_000

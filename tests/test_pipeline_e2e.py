@@ -83,15 +83,32 @@ def test_uploads_of_every_format_become_ready_songs(
             assert int(probed["streams"][0]["bit_rate"]) == bit_rate
             assert float(probed["format"]["duration"]) == pytest.approx(seconds, abs=0.15)
             assert meta["renditions"][name]["size_bytes"] == head["ContentLength"]
-        # Intermediate objects are gone once the song is published.
-        assert (
-            store.client.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"work/{sent.upload_id}/")["KeyCount"] == 0
-        )
+
+    # Nothing but raw files, renditions and covers is ever written: the analysis PCM stays on the worker.
+    listed = store.client.get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket)
+    prefixes = {obj["Key"].split("/")[0] for page in listed for obj in page.get("Contents", [])}
+    assert prefixes <= {"raw", "songs", "covers"}
 
     mp3 = next(rows[s.upload_id] for t, s in submitted if t.format == "mp3")
     assert mp3["cover_image_key"] == f"covers/{mp3['song_id']}/{mp3['upload_id']}.png"
     cover = store.client.head_object(Bucket=settings.s3_bucket, Key=mp3["cover_image_key"])
     assert cover["ContentType"] == "image/png"
+
+
+def test_uploads_of_a_batch_finish_one_after_another(settings: Settings, worker, samples: list[SampleTrack]) -> None:
+    """A chain's later steps are served before new uploads are started, so the first upload of a batch
+    is ready long before the batch is done (not every upload at the end of the batch, in lockstep)."""
+    sent = [submit_file(settings, t.path, title=t.title, artist=t.artist) for t in [*samples, *samples]]
+    wait_finished(settings, [s.upload_id for s in sent])
+    with psycopg.connect(settings.database_url) as conn:
+        claimed, finished = conn.execute(
+            "SELECT array_agg(claimed_at ORDER BY claimed_at), array_agg(finished_at ORDER BY finished_at)"
+            " FROM uploads WHERE id = ANY(%s::uuid[])",
+            ([s.upload_id for s in sent],),
+        ).fetchone()
+    # Two worker processes: the first two uploads finish before the last four have been claimed.
+    print([c.strftime("%S.%f") for c in claimed], [f.strftime("%S.%f") for f in finished])
+    assert finished[1] < claimed[-4], (claimed, finished)
 
 
 def test_bad_uploads_are_refused_with_a_reason_and_the_worker_goes_on(

@@ -57,25 +57,26 @@ def transcode(
     out_dir: Path,
     *,
     timeout: float,
+    excerpt_timeout: float,
     cpu_seconds: int,
 ) -> TranscodeResult:
     pcm_path = out_dir / "analysis.s16le"
     full = {p.name: out_dir / f"{p.name}.{p.extension}" for p in profiles.full_length}
     _run(full_length_command(source, info, profiles.full_length, full, pcm_path), timeout, cpu_seconds)
-    pcm = np.memmap(pcm_path, dtype=PCM_DTYPE, mode="r") if pcm_path.stat().st_size else np.zeros(0, PCM_DTYPE)
-    if pcm.size == 0:
+    decoded_seconds = pcm_path.stat().st_size // PCM_DTYPE.itemsize / PCM_SAMPLE_RATE
+    if decoded_seconds == 0:
         raise ContentError(Reason.DECODE_ERROR, "the audio stream decoded to nothing")
-    decoded_seconds = pcm.size / PCM_SAMPLE_RATE
 
     renditions = [
         check_rendition(full[p.name], p, info, expected_seconds=decoded_seconds) for p in profiles.full_length
     ]
+    energy = second_energies(pcm_path, PCM_SAMPLE_RATE) if profiles.excerpts else np.zeros(0)
     for profile in profiles.excerpts:
         assert profile.duration_seconds is not None
         length = min(profile.duration_seconds, decoded_seconds)
-        start = choose_excerpt_start(pcm, PCM_SAMPLE_RATE, length)
+        start = choose_excerpt_start(energy, length)
         target = out_dir / f"{profile.name}.{profile.extension}"
-        _run(excerpt_command(source, info, profile, start, length, target), timeout, cpu_seconds)
+        _run(excerpt_command(source, info, profile, start, length, target), excerpt_timeout, cpu_seconds)
         rendition = check_rendition(target, profile, info, expected_seconds=length)
         renditions.append(rendition.model_copy(update={"start_seconds": start}))
     return TranscodeResult(renditions=tuple(renditions), pcm_path=pcm_path, decoded_seconds=decoded_seconds)
@@ -164,23 +165,32 @@ def excerpt_command(
     return output.global_args(*_GLOBAL_ARGS).overwrite_output().compile()
 
 
-def choose_excerpt_start(pcm: np.ndarray, sample_rate: int, length: float) -> float:
-    """Start (s) of the loudest `length`-second window, skipping the intro: a chorus more often than not.
+def second_energies(pcm_path: Path, sample_rate: int) -> np.ndarray:
+    """Mean square of each whole second of a mono s16le file.
 
-    Reads the PCM one second at a time, so a memory-mapped three-hour file stays cheap.
+    Read a minute at a time into one reused buffer: memory stays flat for a two-hour file (a memory
+    map would keep every page it touched resident until unmapped).
     """
-    total_seconds = pcm.size // sample_rate
+    seconds = pcm_path.stat().st_size // PCM_DTYPE.itemsize // sample_rate
+    energy = np.empty(seconds, dtype=np.float64)
+    block = np.empty(60 * sample_rate, dtype=PCM_DTYPE)
+    with pcm_path.open("rb") as f:
+        for first in range(0, seconds, 60):
+            n = min(60, seconds - first)
+            view = block[: n * sample_rate]
+            f.readinto(memoryview(view).cast("B"))
+            energy[first : first + n] = np.square(view.reshape(n, sample_rate), dtype=np.float64).mean(axis=1)
+    return energy
+
+
+def choose_excerpt_start(energy: np.ndarray, length: float) -> float:
+    """Start (s) of the loudest `length`-second window of per-second energies, skipping the intro: a
+    chorus more often than not."""
     window = int(np.ceil(length))
-    if total_seconds <= window:
+    if energy.size <= window:
         return 0.0
-    energy = np.empty(total_seconds, dtype=np.float64)
-    step = 60  # seconds per read
-    for first in range(0, total_seconds, step):
-        last = min(first + step, total_seconds)
-        block = np.asarray(pcm[first * sample_rate : last * sample_rate], dtype=np.float32)
-        energy[first:last] = np.square(block.reshape(last - first, sample_rate)).mean(axis=1)
     window_energy = np.convolve(energy, np.ones(window), mode="valid")
-    earliest = min(int(total_seconds * 0.1), window_energy.size - 1)
+    earliest = min(int(energy.size * 0.1), window_energy.size - 1)
     return float(earliest + int(np.argmax(window_energy[earliest:])))
 
 
