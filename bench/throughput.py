@@ -788,8 +788,12 @@ def cold_start(run: WorkerRun) -> str:
     peers = [u for u in order[1:] if run.uploads[u].fmt == fmt]
     peer_label = f"the other {fmt} upload(s)" if peers else "all other uploads (mixed formats: indicative only)"
     peers = peers or order[1:]
-    first_cpu = sum(steps[first].values())
-    median = statistics.median(sum(steps[u].values()) for u in peers)
+
+    def whole(upload_id: str) -> float:  # the media step's line already includes its parts
+        return steps[upload_id].get("media", 0.0) + steps[upload_id].get("publish", 0.0)
+
+    first_cpu = whole(first)
+    median = statistics.median(whole(u) for u in peers)
     by_step = ", ".join(
         f"{step} {cpu:.2f} vs {statistics.median(steps[u].get(step, 0.0) for u in peers):.2f}"
         for step, cpu in steps[first].items()
@@ -901,9 +905,10 @@ def print_breakdown(res: Results) -> None:
     if not steps:
         print("\n  (no `step=... done in ... (cpu ...)` lines in the worker's log: per-step breakdown unavailable)")
         return
-    names = ("probe", "transcode", "analyze", "publish")
+    parts = ("probe", "transcode", "analyze")  # logged inside the media step, whose line includes them
+    names = (*parts, "media", "publish")
     print("\n  per format, mean CPU-s per track (pipeline steps from the W=1 worker's log; ffmpeg* = the pipeline's")
-    print("  own two ffmpeg commands run outside Celery):")
+    print("  own two ffmpeg commands run outside Celery; media includes probe, transcode and analyze):")
     print(
         f"    {'format':8}{'floor':>8}{'ffmpeg*':>9}" + "".join(f"{s:>10}" for s in names) + f"{'steps':>8}{'naive':>8}"
     )
@@ -919,7 +924,7 @@ def print_breakdown(res: Results) -> None:
         print(
             f"    {fmt:8}{floor:8.2f}{ffmpeg:9.2f}"
             + "".join(f"{c:10.2f}" for c in cells)
-            + f"{sum(cells):8.2f}{naive:8.2f}"
+            + f"{sum(cells[len(parts) :]):8.2f}{naive:8.2f}"
         )
     if pieces.error:
         print(f"    (attribution unavailable: {pieces.error})")
@@ -933,11 +938,12 @@ def print_breakdown(res: Results) -> None:
         ("pipeline's preview ffmpeg (a second decode, from -ss)", preview),
         ("  -> its ffmpeg work beyond the floor", full + preview - floor),
         ("analyze_pcm alone (warm, in-process)", analysis),
-        ("probe step (ffprobe, mutagen, raw download from S3)", total["probe"]),
-        ("transcode step minus its ffmpeg (S3 raw download + uploads, checks)", total["transcode"] - full - preview),
-        ("analyze step minus analyze_pcm (PCM download from S3)", total["analyze"] - analysis),
+        ("media/probe (ffprobe, mutagen, song row, cover)", total["probe"]),
+        ("media/transcode minus its ffmpeg (uploads to S3, checks)", total["transcode"] - full - preview),
+        ("media/analyze minus analyze_pcm", total["analyze"] - analysis),
+        ("media outside its parts (raw download, lease, scratch)", total["media"] - sum(total[p] for p in parts)),
         ("publish step", total["publish"]),
-        ("worker CPU outside steps (claim, Celery, events; net of idle)", net - sum(total.values())),
+        ("worker CPU outside steps (claim, Celery, events; net of idle)", net - total["media"] - total["publish"]),
         ("(a) pipeline W=1 net", net),
     ]
     print("\n  where the pipeline's CPU goes, W=1, CPU-s over all tracks (share of the floor):")

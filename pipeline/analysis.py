@@ -65,6 +65,7 @@ MIN_BPM_CONFIDENCE = 0.3  # below this a tempo is a guess (speech scores ~0.1, s
 # Key front end: semitone CQT from C1 over 7 octaves with a coarse hop (key needs no time detail). C1 is
 # kept despite kick-drum tails there: bass fundamentals down to E1 carry much of the tonic evidence.
 KEY_HOP = 2048
+CQT_GAP_FRAMES = 20  # 1.9 s of silence between excerpts in one CQT: longer than its longest filter (1.6 s)
 CQT_FMIN_MIDI = 24  # C1
 CQT_OCTAVES = 7
 MIN_CHROMA_CONTRAST = 0.25  # coefficient of variation of the mean chroma; flat chroma = no tonal centre
@@ -444,8 +445,7 @@ def _estimate_key(excerpts: list[np.ndarray], sr: int) -> _Key:
         tuning = float(librosa.estimate_tuning(y=probe, sr=sr, n_fft=4096, hop_length=1024))
     octaves = np.zeros((CQT_OCTAVES, 12))
     harmonic_energy = total_energy = 0.0
-    for e in excerpts:
-        semis = _semitone_spectrogram(e, sr, tuning)
+    for semis in _semitone_spectrograms(excerpts, sr, tuning):
         harm = _harmonic(semis)
         harmonic_energy += float(np.sum(harm**2))
         total_energy += float(np.sum(semis**2))
@@ -483,16 +483,31 @@ def _estimate_key(excerpts: list[np.ndarray], sr: int) -> _Key:
     return _Key(tonic, mode, round(confidence, 3))
 
 
-def _semitone_spectrogram(y: np.ndarray, sr: int, tuning: float) -> np.ndarray:
-    """Magnitude per semitone (rows from C1) from a 3-bins-per-semitone CQT, keeping the centre bin.
+def _semitone_spectrograms(excerpts: list[np.ndarray], sr: int, tuning: float) -> list[np.ndarray]:
+    """Magnitude per semitone (rows from C1) of each excerpt, from a 3-bins-per-semitone CQT keeping the
+    centre bin.
 
     A 12-bin/octave CQT leaks about half of each note into its neighbours, which smears the chroma; the
-    centre of three bins, aligned to the estimated tuning, is sharp and still cheap.
+    centre of three bins, aligned to the estimated tuning, is sharp and still cheap. The excerpts go
+    through one CQT, separated by silence longer than its longest filter: librosa builds the filter bank
+    on every call, and that costs more than the transform itself.
     """
     fmin = float(librosa.midi_to_hz(CQT_FMIN_MIDI - 1 / 3 + tuning))  # centre bin lands on the semitone
+    gap = np.zeros(CQT_GAP_FRAMES * KEY_HOP, dtype=np.float32)
+    joined = [gap]
+    for e in excerpts:
+        pad = -e.size % KEY_HOP  # every excerpt starts on a frame boundary
+        joined += [e, np.zeros(pad, dtype=np.float32), gap]
+    y = np.concatenate(joined)
     n_bins = 36 * CQT_OCTAVES
     c = np.abs(librosa.cqt(y, sr=sr, hop_length=KEY_HOP, fmin=fmin, n_bins=n_bins, bins_per_octave=36))
-    return c.reshape(12 * CQT_OCTAVES, 3, -1)[:, 1, :]
+    semis = c.reshape(12 * CQT_OCTAVES, 3, -1)[:, 1, :]
+    out, frame = [], CQT_GAP_FRAMES
+    for e in excerpts:
+        frames = -(-e.size // KEY_HOP)
+        out.append(semis[:, frame : frame + frames])
+        frame += frames + CQT_GAP_FRAMES
+    return out
 
 
 def _harmonic(c: np.ndarray) -> np.ndarray:
