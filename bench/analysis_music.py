@@ -438,7 +438,7 @@ def render(case: Case, cache_dir: Path) -> Path:
 
 
 def load(path: Path) -> np.ndarray:
-    """The decoded PCM as the pipeline hands it to analysis: a read-only int16 memmap (or empty array)."""
+    """The decoded PCM, mono int16 as the pipeline decodes it, as a read-only memmap (or empty array)."""
     if path.stat().st_size == 0:
         return np.zeros(0, dtype="<i2")
     return np.memmap(path, dtype="<i2", mode="r")

@@ -626,12 +626,11 @@ def own_cpu() -> float:
 
 
 def run_pieces(uploads: dict[str, Track], renditions: dict[str, dict[str, dict[str, Any]]], run_dir: Path) -> PiecesRun:
-    import numpy as np
 
     from pipeline import analysis
     from pipeline.media.probe import probe
     from pipeline.media.profiles import load_profiles
-    from pipeline.media.transcode import PCM_DTYPE, PCM_SAMPLE_RATE, excerpt_command, full_length_command
+    from pipeline.media.transcode import PCM_SAMPLE_RATE, PcmFile, excerpt_command, full_length_command
     from pipeline.settings import get_settings
 
     out = run_dir / "pieces"
@@ -645,7 +644,7 @@ def run_pieces(uploads: dict[str, Track], renditions: dict[str, dict[str, dict[s
         pcm_path = out / "analysis.s16le"
         argv = full_length_command(track.path, info, profiles.full_length, targets, pcm_path)
         pieces.full_ffmpeg[upload_id] = run_measured(argv)
-        pcm = np.memmap(pcm_path, dtype=PCM_DTYPE, mode="r")
+        pcm = PcmFile(pcm_path)
         pieces.preview_ffmpeg[upload_id] = 0.0
         for profile in profiles.excerpts:
             assert profile.duration_seconds is not None
@@ -656,7 +655,6 @@ def run_pieces(uploads: dict[str, Track], renditions: dict[str, dict[str, dict[s
         before = own_cpu()
         analysis.analyze_pcm(pcm, PCM_SAMPLE_RATE)
         pieces.analysis[upload_id] = own_cpu() - before
-        del pcm
     return pieces
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import librosa
 import numpy as np
@@ -155,16 +155,25 @@ class _Key:
     reason: str | None = None
 
 
-def analyze_pcm(samples: np.ndarray, sample_rate: int = ANALYSIS_SAMPLE_RATE) -> AnalysisResult:
+class PcmReader(Protocol):
+    """Mono PCM read a slice at a time (e.g. from a file): `reader[a:b]` is an array."""
+
+    size: int
+    dtype: np.dtype
+
+    def __getitem__(self, index: slice) -> np.ndarray: ...
+
+
+def analyze_pcm(samples: np.ndarray | PcmReader, sample_rate: int = ANALYSIS_SAMPLE_RATE) -> AnalysisResult:
     """Estimate quarter-note BPM and key of mono PCM; never raises on odd audio.
 
-    `samples` is float in [-1, 1] or integer PCM (e.g. a memory-mapped int16 file): only bounded
+    `samples` is float in [-1, 1] or integer PCM, in memory or a `PcmReader` over a file: only bounded
     slices are read and converted, so neither cost nor memory grows with the input's length.
     """
-    y = np.asarray(samples)
-    if y.ndim == 2:  # tolerate (n, channels) input rather than failing the upload
-        y = y.mean(axis=1)
-    y = y.ravel()
+    if isinstance(samples, np.ndarray):
+        y: np.ndarray | PcmReader = samples.mean(axis=1) if samples.ndim == 2 else samples.ravel()
+    else:
+        y = samples
     scale = 1.0 / (np.iinfo(y.dtype).max + 1) if np.issubdtype(y.dtype, np.integer) else 1.0
     reason = _unusable_reason(y, sample_rate, scale)
     if reason is not None:
@@ -222,7 +231,7 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
 
 
-def _unusable_reason(y: np.ndarray, sr: int, scale: float) -> str | None:
+def _unusable_reason(y: np.ndarray | PcmReader, sr: int, scale: float) -> str | None:
     if y.size < MIN_SECONDS * sr:
         return REASON_TOO_SHORT
     # Level from up to LEVEL_BLOCKS quarter-second blocks spread over the whole input (bounded cost).
@@ -240,10 +249,10 @@ def _unusable_reason(y: np.ndarray, sr: int, scale: float) -> str | None:
     return None
 
 
-def _excerpts(y: np.ndarray, sr: int) -> list[np.ndarray]:
+def _excerpts(y: np.ndarray | PcmReader, sr: int) -> list[np.ndarray]:
     """The whole clip when short; otherwise fixed-length excerpts from the body of the track."""
     if y.size <= MAX_ANALYSED_SECONDS * sr:
-        return [y]
+        return [y[0 : y.size]]
     n = int(EXCERPT_SECONDS * sr)
     centres = (0.3, 0.5, 0.7)
     return [y[int(c * y.size) - n // 2 : int(c * y.size) - n // 2 + n] for c in centres]

@@ -21,7 +21,6 @@ from typing import Any
 
 import botocore.exceptions
 import kombu.exceptions
-import numpy as np
 import psycopg
 import psycopg_pool
 import redis
@@ -43,7 +42,7 @@ from pipeline.celery_app import (
 from pipeline.errors import ContentError, Outcome, Reason
 from pipeline.media import probe as media_probe
 from pipeline.media.profiles import load_profiles
-from pipeline.media.transcode import PCM_DTYPE, PCM_SAMPLE_RATE
+from pipeline.media.transcode import PCM_SAMPLE_RATE, PcmFile
 from pipeline.media.transcode import transcode as media_transcode
 from pipeline.storage import get_store
 
@@ -217,9 +216,8 @@ def media(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         with _timed("transcode"):
             pcm_path = _transcode(job, source, scratch)
         with _timed("analyze"):
-            pcm = np.memmap(pcm_path, dtype=PCM_DTYPE, mode="r")  # analysis reads bounded excerpts only
-            job.analysis = analysis.analyze_pcm(pcm, PCM_SAMPLE_RATE).to_metadata()
-            del pcm
+            # Analysis reads bounded excerpts of the file, so memory does not grow with its length.
+            job.analysis = analysis.analyze_pcm(PcmFile(pcm_path), PCM_SAMPLE_RATE).to_metadata()
     return job.model_dump(mode="json")
 
 

@@ -12,6 +12,7 @@ import soundfile as sf
 from pipeline import analysis
 from pipeline.analysis import ANALYSIS_SAMPLE_RATE as SR
 from pipeline.analysis import AnalysisResult, analyze_pcm, camelot
+from pipeline.media.transcode import PcmFile
 from pipeline.synth import NOTE_NAMES, render_track, speech_like, write_wav
 
 
@@ -173,17 +174,37 @@ def test_to_metadata_and_frozen() -> None:
     assert AnalysisResult.model_validate(meta).bpm == r.bpm
 
 
-def test_four_minute_track_read_as_memory_mapped_int16(tmp_path: Path) -> None:
-    """The pipeline hands analysis the decoder's s16le file, memory-mapped: same answer as floats."""
+def test_four_minute_track_read_from_the_int16_file(tmp_path: Path) -> None:
+    """The pipeline hands analysis the decoder's s16le file, read a slice at a time: same answer as
+    floats in memory, and the same as the file in memory."""
     y = mono(131, "D", "minor", seconds=240, seed=41)
     path = tmp_path / "analysis.s16le"
     (np.clip(y, -1, 1) * 32767).astype("<i2").tofile(path)
-    r = analyze_pcm(np.memmap(path, dtype="<i2", mode="r"))
+    r = analyze_pcm(PcmFile(path))
+    assert r == analyze_pcm(np.fromfile(path, dtype="<i2"))
     assert r.key == "D minor"
     assert r.bpm is not None and abs(r.bpm - 131) <= 0.5
     assert r == analyze_pcm(y).model_copy(
         update={"bpm_confidence": r.bpm_confidence, "key_confidence": r.key_confidence}
     )
+
+
+def test_reading_a_long_file_keeps_memory_flat(tmp_path: Path) -> None:
+    """Half an hour of PCM: analysis reads excerpts and level blocks, never the file as a whole (a memory
+    map here would count most of the file in the process's RSS)."""
+    path = tmp_path / "long.s16le"
+    np.random.default_rng(3).integers(-3000, 3000, 1800 * SR, dtype=np.int16).tofile(path)  # 79 MB
+
+    def rss_mb() -> float:
+        status = Path("/proc/self/status").read_text()
+        return (
+            sum(int(line.split()[1]) for line in status.splitlines() if line.startswith(("RssFile", "RssAnon"))) / 1024
+        )
+
+    analyze_pcm(PcmFile(path))  # once, so lazily loaded code and caches are already in
+    before = rss_mb()
+    assert analyze_pcm(PcmFile(path)).bpm_null_reason == "no_rhythm"
+    assert rss_mb() - before < 20
 
 
 def test_other_sample_rates_and_stereo() -> None:
