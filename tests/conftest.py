@@ -1,6 +1,7 @@
 """Real services for the tests: a fresh PostgreSQL database, Redis databases of their own, an S3 server
 over HTTP (moto, on a free port), real ffmpeg, and real Celery worker and scheduler processes."""
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -49,6 +50,7 @@ class RedisServer:
 
 REDIS = RedisServer(free_port())
 REDIS.start()
+atexit.register(REDIS.stop)  # also when the session ends before its fixtures are torn down
 
 # The settings are read at import time by the Celery app, so the environment is set first. The time
 # limits are short so that recovery from a dead worker (lease expiry) takes seconds, not half an hour.
@@ -64,6 +66,8 @@ TEST_ENV = {
     "SWEEP_INTERVAL_SECONDS": "1",
     "REDISPATCH_AFTER_SECONDS": "10",
     "FFMPEG_TIMEOUT_SECONDS": "60",
+    "EXCERPT_TIMEOUT_SECONDS": "20",
+    "PROBE_TIMEOUT_SECONDS": "15",
     "STEP_GRACE_SECONDS": "5",
     "REAP_INTERVAL_SECONDS": "2",
 }
