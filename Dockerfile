@@ -17,12 +17,13 @@ COPY sql ./sql
 COPY config ./config
 
 # Compile librosa's numba functions at build time into a cache the worker can read, so the first
-# upload after a deploy pays no compilation.
+# upload after a deploy pays no compilation; librosa's filter-bank cache starts there too.
 ENV NUMBA_CACHE_DIR=/app/numba-cache \
+    LIBROSA_CACHE_DIR=/app/librosa-cache \
     WORK_DIR=/tmp/audio-pipeline \
     PYTHONUNBUFFERED=1
 RUN python -c "from pipeline.analysis import warm_up; warm_up()" \
-    && chown -R pipeline:pipeline /app/numba-cache
+    && chown -R pipeline:pipeline /app/numba-cache /app/librosa-cache
 
 USER pipeline
 CMD ["pipeline", "worker"]

@@ -65,6 +65,7 @@ MIN_BPM_CONFIDENCE = 0.3  # below this a tempo is a guess (speech scores ~0.1, s
 # Key front end: semitone CQT from C1 over 7 octaves with a coarse hop (key needs no time detail). C1 is
 # kept despite kick-drum tails there: bass fundamentals down to E1 carry much of the tonic evidence.
 KEY_HOP = 2048
+TUNING_STEP = 0.05  # semitones (5 cents)
 CQT_GAP_FRAMES = 20  # 1.9 s of silence between excerpts in one CQT: longer than its longest filter (1.6 s)
 CQT_FMIN_MIDI = 24  # C1
 CQT_OCTAVES = 7
@@ -452,6 +453,9 @@ def _estimate_key(excerpts: list[np.ndarray], sr: int) -> _Key:
     with warnings.catch_warnings():  # pitchless input (drums only) warns and returns 0, which is fine
         warnings.simplefilter("ignore", UserWarning)
         tuning = float(librosa.estimate_tuning(y=probe, sr=sr, n_fft=4096, hop_length=1024))
+    # In steps of TUNING_STEP: a few cents change nothing at a third of a semitone per CQT bin, and a
+    # handful of distinct tunings lets librosa's filter-bank cache (LIBROSA_CACHE_DIR) serve every track.
+    tuning = round(tuning / TUNING_STEP) * TUNING_STEP
     octaves = np.zeros((CQT_OCTAVES, 12))
     harmonic_energy = total_energy = 0.0
     for semis in _semitone_spectrograms(excerpts, sr, tuning):

@@ -44,7 +44,11 @@ MEDIA_HARD_LIMIT = MEDIA_SOFT_LIMIT + settings.step_grace_seconds
 LEASE_SECONDS = MEDIA_HARD_LIMIT + settings.step_grace_seconds
 VISIBILITY_TIMEOUT = LEASE_SECONDS + settings.step_grace_seconds
 # librosa compiles with numba; a writable on-disk cache means a worker compiles once, not per start.
+# librosa builds the CQT filter bank on every call, which costs more than the transform: its own
+# on-disk cache (joblib, enabled by LIBROSA_CACHE_DIR) keeps them. Both are read when librosa is first
+# imported, which is after this module in a worker.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(settings.work_dir / "numba-cache"))
+os.environ.setdefault("LIBROSA_CACHE_DIR", str(settings.work_dir / "librosa-cache"))
 
 app = Celery("pipeline", broker=settings.broker_url, include=["pipeline.tasks"])
 app.conf.update(

@@ -63,6 +63,7 @@ def test_dockerfile_installs_ffmpeg_warms_numba_and_drops_root() -> None:
     assert instructions[0].startswith("FROM python:3.11")
     assert any("apt-get install" in line and "ffmpeg" in line for line in instructions)
     assert any("NUMBA_CACHE_DIR" in line for line in instructions)
+    assert any("LIBROSA_CACHE_DIR" in line for line in instructions)
     assert any("warm_up()" in line for line in instructions)
     user = [line for line in instructions if line.startswith("USER ")]
     assert user and user[-1] != "USER root"

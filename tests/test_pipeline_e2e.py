@@ -1,6 +1,7 @@
 """The whole pipeline through the upload contract, with a real worker, scheduler, PostgreSQL, Redis and S3."""
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -83,6 +84,10 @@ def test_uploads_of_every_format_become_ready_songs(
             assert int(probed["streams"][0]["bit_rate"]) == bit_rate
             assert float(probed["format"]["duration"]) == pytest.approx(seconds, abs=0.15)
             assert meta["renditions"][name]["size_bytes"] == head["ContentLength"]
+
+    # The worker keeps librosa's CQT filter banks on disk instead of building them for every upload.
+    cached = Path(os.environ["LIBROSA_CACHE_DIR"]).rglob("output.pkl")
+    assert any("vqt_filter_fft" in str(path) for path in cached)
 
     # Nothing but raw files, renditions and covers is ever written: the analysis PCM stays on the worker.
     listed = store.client.get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket)
