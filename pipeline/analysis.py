@@ -239,7 +239,8 @@ def _unusable_reason(y: np.ndarray | PcmReader, sr: int, scale: float) -> str | 
     block = max(sr // 4, 1)
     n_blocks = y.size // block
     starts = np.linspace(0, (n_blocks - 1) * block, min(n_blocks, LEVEL_BLOCKS)).astype(int)
-    blocks = np.stack([np.nan_to_num(y[s : s + block].astype(np.float32)) for s in starts]) * np.float32(scale)
+    blocks = np.stack([y[s : s + block] for s in starts]).astype(np.float32) * np.float32(scale)
+    blocks = np.nan_to_num(blocks, nan=0.0, posinf=0.0, neginf=0.0)
     if _dbfs(float(np.max(np.abs(blocks)))) < SILENCE_PEAK_DBFS:
         return REASON_SILENCE
     # RMS of the loudest 10 % of blocks, so long quiet intros/outros do not count against a track.

@@ -1,4 +1,4 @@
-"""The upload chain: process_upload -> claim -> media -> publish.
+"""The upload chain: process_upload (claims) -> media -> publish.
 
 `media` does the heavy work in one scratch directory, so the raw file is downloaded once and the
 analysis PCM never leaves the machine: probe (ffprobe, mutagen, policy, cover), transcode (one ffmpeg
@@ -174,21 +174,12 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def upload_chain(upload_id: str, queue: str) -> chain:
-    steps = [claim.si(upload_id), media.s(), publish.s()]
-    return chain(*(step.set(queue=steps_queue(queue)) for step in steps))
-
-
 @app.task(name="pipeline.process_upload", bind=True, base=PipelineTask, soft_time_limit=30, time_limit=60)
 def process_upload(self: Task, upload_id: str) -> None:
-    """The entry point the upload API may send by name with the upload id; becomes the chain, on the
-    steps queue of the queue this message came from (a reprocess stays on the low-priority side)."""
-    queue = (self.request.delivery_info or {}).get("routing_key") or UPLOADS_QUEUE
-    raise self.replace(upload_chain(upload_id, queue))
-
-
-@app.task(name="pipeline.claim", bind=True, base=PipelineTask, soft_time_limit=30, time_limit=60)
-def claim(self: Task, upload_id: str) -> dict[str, Any]:
+    """The entry point the upload API may send by name with the upload id. Claims the upload
+    (compare-and-set pending -> processing; this task's id becomes the job id, so a redelivered
+    message gets the same claim again and a duplicate gets none), then becomes media -> publish on
+    the steps queue of the queue this message came from (a reprocess stays on the low-priority side)."""
     job_id = self.request.id
     with logs.bind(upload=upload_id, step="claim"):
         claimed = db.claim_upload(settings, upload_id, job_id, LEASE_SECONDS)
@@ -200,7 +191,8 @@ def claim(self: Task, upload_id: str) -> dict[str, Any]:
     job = Job(
         upload_id=upload_id, song_id=claimed.song_id, job_id=job_id, raw_key=claimed.storage_key, kind=claimed.kind
     )
-    return job.model_dump(mode="json")
+    queue = steps_queue((self.request.delivery_info or {}).get("routing_key") or UPLOADS_QUEUE)
+    raise self.replace(chain(media.si(job.model_dump(mode="json")).set(queue=queue), publish.s().set(queue=queue)))
 
 
 @app.task(
