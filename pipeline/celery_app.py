@@ -20,11 +20,10 @@ def steps_queue(queue: str) -> str:
     return f"{queue}.steps"
 
 
-def with_steps_queues(queues: str) -> str:
-    """`uploads,reprocess` -> `uploads.steps,uploads,reprocess.steps,reprocess`, for a worker's -Q: the
-    order in which it polls them (the "priority" queue order strategy below)."""
-    names = [q.strip() for q in queues.split(",") if q.strip()]
-    return ",".join(name for q in names for name in (steps_queue(q), q))
+def with_steps_queues(*queues: str) -> list[str]:
+    """("uploads", "reprocess") -> uploads.steps, uploads, reprocess.steps, reprocess: a worker's -Q, in
+    the order in which it polls them (the "priority" queue order strategy below)."""
+    return [name for q in queues for name in (steps_queue(q), q)]
 
 
 settings = get_settings()
@@ -68,7 +67,7 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT, "queue_order_strategy": "priority"},
     broker_connection_retry_on_startup=True,
     task_default_queue=UPLOADS_QUEUE,
-    task_queues=[Queue(name) for name in with_steps_queues(f"{UPLOADS_QUEUE},{REPROCESS_QUEUE}").split(",")],
+    task_queues=[Queue(name) for name in with_steps_queues(UPLOADS_QUEUE, REPROCESS_QUEUE)],
     # Events for Flower: every task with its name, arguments (ids only) and state.
     worker_send_task_events=True,
     task_send_sent_event=True,

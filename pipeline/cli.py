@@ -67,7 +67,8 @@ def worker(concurrency: int, queues: str, loglevel: str) -> None:
     of each queue it is given (`uploads.steps`: the later steps of chains already started)."""
     from pipeline.celery_app import with_steps_queues
 
-    args = ["worker", "-Q", with_steps_queues(queues), "-E", "-c", str(concurrency), "-l", loglevel]
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    args = ["worker", "-Q", ",".join(with_steps_queues(*names)), "-E", "-c", str(concurrency), "-l", loglevel]
     os.execv(sys.executable, [*CELERY, *args])
 
 
