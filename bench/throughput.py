@@ -50,6 +50,10 @@ from typing import Any
 CACHE_DIR = Path("/tmp/pipeline-bench")
 # numba's on-disk cache outlives a run, as the Docker image's warmed cache does in production.
 NUMBA_CACHE_DIR = CACHE_DIR / "numba-cache"
+# One BLAS thread, as in a worker (pipeline/celery_app.py), for this process's attribution runs and the
+# naive child too: (b) then differs from (a) by its design, not by a busy-waiting second BLAS thread.
+for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
 SAMPLE_RATE = 44100
 FFMPEG_QUIET = ("ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -162,15 +166,17 @@ def free_port() -> int:
 
 
 class TreeSampler(threading.Thread):
-    """Samples VmRSS of a process and all its descendants every `interval` seconds.
+    """Peak RSS of a process and all its descendants, read every `interval` seconds.
 
     Classes: the root (Celery's main process), pool processes (the other Python processes) and tools
-    (ffmpeg/ffprobe, and setpriv for the instant before it execs them).
+    (ffmpeg/ffprobe, and setpriv for the instant before it execs them). A process's peak is the kernel's
+    VmHWM (its RSS high-water mark), so no peak falls between two samples of a live process and the
+    sampler can be slow: at 100 ms it cost ~2 CPU-s per run, CPU the two-worker run had to share.
     """
 
     TOOLS = frozenset({"ffmpeg", "ffprobe", "setpriv"})
 
-    def __init__(self, root: int, interval: float = 0.1) -> None:
+    def __init__(self, root: int, interval: float = 0.5) -> None:
         super().__init__(daemon=True)
         self.root = root
         self.interval = interval
@@ -194,10 +200,10 @@ class TreeSampler(threading.Thread):
             memory = _memory_mb(pid)
             if memory is None:
                 continue
-            comm, rss, anon, file = memory
+            comm, rss, hwm, anon, file = memory
             kind = "main" if pid == self.root else "ffmpeg" if comm in self.TOOLS else "pool"
-            if rss > self.peak_mb[kind]:
-                self.peak_mb[kind] = rss
+            if hwm > self.peak_mb[kind]:
+                self.peak_mb[kind] = hwm
                 self.peak_split_mb[kind] = (anon, file)
             total += rss
         self.peak_mb["tree"] = max(self.peak_mb["tree"], total)
@@ -214,8 +220,8 @@ class TreeSampler(threading.Thread):
                     yield from self._tree(int(child))
 
 
-def _memory_mb(pid: int) -> tuple[str, float, float, float] | None:
-    """(name, VmRSS, RssAnon, RssFile) of a live process, in MB."""
+def _memory_mb(pid: int) -> tuple[str, float, float, float, float] | None:
+    """(name, VmRSS, VmHWM, RssAnon, RssFile) of a live process, in MB."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
@@ -225,7 +231,7 @@ def _memory_mb(pid: int) -> tuple[str, float, float, float] | None:
     def mb(key: str) -> float:
         return int(fields.get(key, "0 kB").split()[0]) / 1024  # absent for zombies
 
-    return fields["Name"].strip(), mb("VmRSS"), mb("RssAnon"), mb("RssFile")
+    return fields["Name"].strip(), mb("VmRSS"), mb("VmHWM"), mb("RssAnon"), mb("RssFile")
 
 
 # --- test material -----------------------------------------------------------------------------------------
@@ -878,7 +884,7 @@ def print_wall(res: Results) -> None:
 
 def print_rss(res: Results) -> None:
     """Peak RSS per process class of every worker run, and the verdict over the pipeline runs."""
-    print(f"\n  peak RSS, MB (VmRSS every 100 ms){'main':>8}{'pool':>8}{'ffmpeg':>8}{'tree':>8}   ru_maxrss so far")
+    print(f"\n  peak RSS, MB (VmHWM every 500 ms){'main':>8}{'pool':>8}{'ffmpeg':>8}{'tree':>8}   ru_maxrss so far")
     rss_runs = [*res.runs.values(), *([res.long[0]] if res.long else [])]
     for run in [res.first_start, *rss_runs]:
         p = run.rss_peak_mb
@@ -888,7 +894,7 @@ def print_rss(res: Results) -> None:
         )
     for run in rss_runs:
         split = ", ".join(f"{k} {a:.0f}+{f:.0f}" for k, (a, f) in run.rss_split_mb.items() if k != "tree")
-        print(f"      {run.label} at each peak, RssAnon+RssFile: {split}")
+        print(f"      {run.label} when each peak was seen, RssAnon+RssFile: {split}")
     print(f"    naive librosa child: {res.naive.child_maxrss_mb:.0f} MB (ru_maxrss of that process)")
     worker_peak = max(max(r.rss_peak_mb["main"], r.rss_peak_mb["pool"]) for r in rss_runs)
     scope = "incl. the long input" if res.long else "no long input: run with --long"

@@ -6,6 +6,7 @@ from functools import cache
 from pathlib import Path
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -17,6 +18,11 @@ log = logging.getLogger(__name__)
 
 # Rendition keys are never rewritten with other content, so clients and CDNs may cache them forever.
 IMMUTABLE = "public, max-age=31536000, immutable"
+# One request per object up to this size, on the calling thread. boto3's default (8 MB parts on 10
+# threads) splits a 210 s 320 kbps rendition in two and a FLAC upload in eight: measured against the
+# S3 server, single requests cost the worker ~30 % and the server ~50-80 % less CPU, and a worker's
+# parallelism is its process pool. Larger objects (hours-long uploads) still go in parts.
+TRANSFER = TransferConfig(multipart_threshold=256 * 2**20, multipart_chunksize=64 * 2**20, use_threads=False)
 
 
 class ObjectStore:
@@ -56,7 +62,7 @@ class ObjectStore:
             raise ContentError(Reason.SOURCE_MISSING, f"the raw object {key!r} does not exist")
         if size > max_bytes:
             raise ContentError(Reason.TOO_LARGE, f"the file is {size} bytes; the limit is {max_bytes}")
-        self.client.download_file(self.bucket, key, str(target))
+        self.client.download_file(self.bucket, key, str(target), Config=TRANSFER)
         return size
 
     def upload(self, source: Path, key: str, *, content_type: str, cache_control: str = IMMUTABLE) -> None:
@@ -65,6 +71,7 @@ class ObjectStore:
             self.bucket,
             key,
             ExtraArgs={"ContentType": content_type, "CacheControl": cache_control},
+            Config=TRANSFER,
         )
 
 
