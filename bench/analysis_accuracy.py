@@ -29,16 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-# As in a worker (pipeline/celery_app.py): librosa keeps its CQT filter banks on disk, so the CPU per
-# track printed here is what a warm worker pays. Read when librosa is first imported, just below.
+# As in a worker (pipeline/celery_app.py): librosa keeps its CQT filter banks on disk and numpy runs on
+# one BLAS thread, so the CPU per track printed here is what a warm worker pays. Read at import, below.
 os.environ.setdefault("LIBROSA_CACHE_DIR", "/tmp/analysis-bench/librosa-cache")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import analysis_music as music
 import librosa
+import numpy as np
 
 from pipeline import analysis
 

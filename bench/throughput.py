@@ -878,8 +878,25 @@ def print_wall(res: Results) -> None:
             f"         latency, task sent -> finished: first {lat[0]:.1f} s, median {statistics.median(lat):.1f} s,"
             f" last {lat[-1]:.1f} s"
         )
-    speedup = res.runs[1].wall / res.runs[2].wall
+    batch = res.runs[1].wall / res.runs[2].wall
+    steady = {w: backlog_rate(run.latencies, w) for w, run in res.runs.items()}
+    speedup = steady[2] / steady[1]
+    print(f"  batch: W=1 wall / W=2 wall = {batch:.2f}x (includes the tail: the last upload runs alone)")
+    print(f"  backlog throughput, all workers busy: W=1 {steady[1] * 60:.2f}, W=2 {steady[2] * 60:.2f} tracks/min")
     print(f"  2-worker speed-up = {speedup:.2f}x   (target >= {MIN_SPEEDUP}x)   {verdict(speedup >= MIN_SPEEDUP)}")
+
+
+def backlog_rate(finished: list[float], workers: int) -> float:
+    """Uploads per second while every worker process was busy with a backlog behind it.
+
+    Between the `workers`-th finish and the `workers`-th last one no process is idle: before it, the
+    first uploads all started together; after it, the backlog is empty and processes run out of work
+    one by one (a batch's tail, whose length depends on the batch, not on the pipeline). Reprocessing a
+    catalog is all backlog, so this is the throughput that prices it.
+    """
+    times = sorted(finished)
+    first, last = times[workers - 1], times[len(times) - workers]
+    return (len(times) - 2 * workers + 1) / (last - first)
 
 
 def print_rss(res: Results) -> None:
