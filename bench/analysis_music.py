@@ -45,7 +45,7 @@ from pipeline.synth import speech_like
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 DEBIAN_PACKAGES = {"fluidsynth": "fluidsynth", "espeak-ng": "espeak-ng", "ffmpeg": "ffmpeg"}
-GENERATOR_VERSION = 1  # part of the cache path: bump when the generated audio changes
+GENERATOR_VERSION = 2  # part of the cache path: bump when the generated audio changes
 SR = 22050  # what the pipeline decodes for analysis
 RENDER_SR = 44100
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")

@@ -234,13 +234,18 @@ def speech_like(seconds: float, sample_rate: int, seed: int = 0, *, pauses: bool
     if pauses:
         gaps = rng.random(int(seconds / 1.5) + 2)
         y = y * (np.interp(t, np.linspace(0, seconds, gaps.size), gaps) > 0.25)
+    # Vowels of irregular length, the resonators' state carried from one to the next: a fixed segment
+    # length with filters restarted at each boundary put a metronome-like 10 Hz grid into the signal,
+    # which is a pulse, not speech.
     out = np.zeros(n)
-    block = int(0.1 * sr)
     vowels = [(730, 1090), (270, 2290), (300, 870), (530, 1840), (640, 1190)]
-    for s in range(0, n, block):
-        seg = y[s : s + block]
-        for f in vowels[rng.integers(len(vowels))]:
+    states = [np.zeros(2), np.zeros(2)]
+    s = 0
+    while s < n:
+        seg = y[s : s + int(rng.uniform(0.06, 0.2) * sr)]
+        for i, f in enumerate(vowels[rng.integers(len(vowels))]):
             r, theta = 0.97, 2 * np.pi * f / sr
-            seg = lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], seg)
-        out[s : s + block] = seg
+            seg, states[i] = lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], seg, zi=states[i])
+        out[s : s + seg.size] = seg
+        s += seg.size
     return (0.8 * out / max(np.abs(out).max(), 1e-9)).astype(np.float32)
