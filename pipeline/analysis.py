@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from scipy.ndimage import median_filter
 
 ANALYSIS_SAMPLE_RATE = 22050
-ANALYSIS_VERSION = 2  # bump when results change, so the catalog can be re-analysed
+ANALYSIS_VERSION = 3  # bump when results change, so the catalog can be re-analysed
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _FLATS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#", "Cb": "B", "Fb": "E"}
@@ -318,19 +318,22 @@ def _estimate_tempo(excerpts: list[np.ndarray], sr: int) -> _Tempo:
     if clarity < MIN_PULSE_CLARITY:
         return _Tempo(None, None, REASON_NO_RHYTHM)
 
-    bpm, contrast, level_p = _metrical_level(envs, lows, sr, bpm0)
-    refined, regularity = _refine_bpm(envs, sr, bpm)
-    if refined is None:
-        return _Tempo(None, None, REASON_NO_RHYTHM)
-    # A steady pulse is periodic (clarity), lands where the beats are predicted (regularity) and marks
-    # the beats more than the points between them (contrast); speech fails the last two.
-    pulse = float(np.clip(np.sqrt(min(clarity, 1.0)) * regularity * min(1.0, 1.5 * contrast), 0, 1))
-    if pulse < MIN_BPM_CONFIDENCE:
-        return _Tempo(None, None, REASON_NO_RHYTHM)
-    # The reported confidence is the chance that the pulse is real and that its level (not half or
-    # double) is the one played: the level model's probability, scaled by how clear the pulse is.
-    confidence = level_p * min(1.0, pulse / PULSE_FULL_CONFIDENCE)
-    return _Tempo(round(refined, 1), round(confidence, 3))
+    bpm, contrast, p_level = _metrical_level(envs, lows, sr, bpm0)
+    # The other level is the fallback when the beats cannot be followed at the likelier one (the tracker
+    # loses a swung pattern at the fast level, say): an answer at its lower confidence rather than null.
+    other = bpm / 2 if bpm >= 2 * LEVEL_SPLIT_BPM else bpm * 2
+    for level, level_p in ((bpm, p_level), (other, 1.0 - p_level)):
+        refined, regularity = _refine_bpm(envs, sr, level)
+        if refined is None:
+            continue
+        # A steady pulse is periodic (clarity), lands where the beats are predicted (regularity) and
+        # marks the beats more than the points between them (contrast); speech fails the last two.
+        pulse = float(np.clip(np.sqrt(min(clarity, 1.0)) * regularity * min(1.0, 1.5 * contrast), 0, 1))
+        if pulse >= MIN_BPM_CONFIDENCE:
+            # The confidence is the chance that the pulse is real and that its level (not half or double)
+            # is the one played: the level model's probability, scaled by how clear the pulse is.
+            return _Tempo(round(refined, 1), round(level_p * min(1.0, pulse / PULSE_FULL_CONFIDENCE), 3))
+    return _Tempo(None, None, REASON_NO_RHYTHM)
 
 
 def _track(envs: list[np.ndarray], sr: int, bpm: float) -> list[np.ndarray]:

@@ -50,6 +50,22 @@ def test_metrical_level_probability_is_reported_as_confidence() -> None:
     assert r.bpm_confidence is not None and 0.5 <= r.bpm_confidence <= 1.0
 
 
+def test_the_other_metrical_level_answers_when_the_likelier_cannot_be_tracked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As when the beat tracker loses a swung pattern at the fast level: the slow level is reported,
+    # with the lower probability the level model gave it, rather than no tempo at all.
+    clear = analyze_pcm(mono(85, "C", "major", seed=12))
+    refine = analysis._refine_bpm
+    monkeypatch.setattr(
+        analysis, "_refine_bpm", lambda envs, sr, bpm: (None, 0.0) if bpm < 120 else refine(envs, sr, bpm)
+    )
+    r = analyze_pcm(mono(85, "C", "major", seed=12))
+    assert r.bpm is not None and abs(r.bpm - 170) / 170 < 0.02
+    assert clear.bpm_confidence is not None and r.bpm_confidence is not None
+    assert r.bpm_confidence <= 1.0 - clear.bpm_confidence + 1e-6
+
+
 def test_tempo_is_refined_below_the_onset_frame_grid() -> None:
     # 123.4 BPM is not on the 43 frames/s lag grid (neighbours ~123.0 and ~129.2): needs beat regression.
     r = analyze_pcm(mono(123.4, "A", "major", seconds=40, seed=11))
@@ -165,7 +181,8 @@ def test_to_metadata_and_frozen() -> None:
     meta = r.to_metadata()
     assert set(meta) == {"bpm", "bpm_confidence", "key", "tonic", "mode", "camelot", "key_confidence",
                          "analysis_version"}  # fmt: skip
-    assert meta["analysis_version"] == analysis.ANALYSIS_VERSION == 2  # v2: level model, bass-aware key
+    # v3: the other metrical level when the likelier cannot be tracked
+    assert meta["analysis_version"] == analysis.ANALYSIS_VERSION == 3
     assert meta["camelot"] == "8A"
     with pytest.raises(pydantic.ValidationError):
         r.bpm = 1.0  # type: ignore[misc]
