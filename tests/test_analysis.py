@@ -160,6 +160,33 @@ def test_lone_tone_key_is_ambiguous() -> None:
     assert r.bpm is None and r.bpm_null_reason == "no_rhythm"
 
 
+def test_lone_interval_key_is_ambiguous() -> None:
+    t = np.arange(5 * SR) / SR
+    fifth = 0.3 * (np.sin(2 * np.pi * 440 * t) + np.sin(2 * np.pi * 659.26 * t))  # A-E: A or E, major or minor?
+    r = analyze_pcm(fifth.astype(np.float32))
+    assert r.key is None and r.key_null_reason == "ambiguous"
+
+
+def test_chord_functions_and_phrase_end_arrivals() -> None:
+    # Index conventions: a key's own tonic triad is its most likely chord (0-11 major, 12-23 minor).
+    assert int(np.argmax(analysis._CHORD_LOG_P[0])) == 0  # C major: C
+    assert int(np.argmax(analysis._CHORD_LOG_P[12 + 9])) == 12 + 9  # A minor: Am
+    # At 120 BPM, four bars of a held G4; the melody arrives on A4 for the last two beats of each phrase.
+    bpm, frames = 120.0, 400
+    beat = analysis.KEY_FPS * 60 / bpm
+    spectrogram = np.zeros((12 * analysis.CQT_OCTAVES, frames))
+    spectrogram[67 - analysis.CQT_FMIN_MIDI] = 1.0  # G4 throughout: cancels out
+    for end in np.arange(16 * beat, frames, 16 * beat):
+        spectrogram[69 - analysis.CQT_FMIN_MIDI, round(end - 2 * beat) : round(end)] = 1.0
+    arrivals = analysis._cadence_chroma(spectrogram, 0, bpm)
+    assert int(np.argmax(arrivals)) == 9 and arrivals[9] > 0.9
+    # Without a pulse there is no phrase grid: no evidence either way.
+    assert np.allclose(analysis._cadence_chroma(spectrogram, 0, None), 1 / 12)
+    # Phrases ending on A: A minor (tonic), not its relative C major (where A is the sixth).
+    cadence = analysis._CADENCE_LOG_P @ arrivals
+    assert cadence[12 + 9] > cadence[0]
+
+
 def test_one_second_clip_is_too_short() -> None:
     r = analyze_pcm(mono(120, "C", "major", seconds=1.0))
     assert r.bpm is None and r.key is None
@@ -181,7 +208,7 @@ def test_to_metadata_and_frozen() -> None:
     meta = r.to_metadata()
     assert set(meta) == {"bpm", "bpm_confidence", "key", "tonic", "mode", "camelot", "key_confidence",
                          "analysis_version"}  # fmt: skip
-    # v3: the other metrical level when the likelier cannot be tracked
+    # v3: key from chords and phrases; the other metrical level when the likelier cannot be tracked
     assert meta["analysis_version"] == analysis.ANALYSIS_VERSION == 3
     assert meta["camelot"] == "8A"
     with pytest.raises(pydantic.ValidationError):
