@@ -100,6 +100,15 @@ class PipelineTask(Task):
     retry_jitter = True
     throws = (ContentError,)  # expected outcomes: logged without a traceback
 
+    def retry(self, *args: Any, countdown: float | None = None, **kwargs: Any) -> Any:
+        # Celery's jitter draws the wait anywhere in [0, backoff], so five retries could all come within
+        # a few seconds and give up during a short S3 or database outage. At least half the backoff
+        # (1, 2, 4, 8, 16 s: 31 s in all) keeps the spread that stops workers retrying in step.
+        if countdown is not None:
+            base = min(self.retry_backoff * 2**self.request.retries, self.retry_backoff_max)
+            countdown = max(countdown, base / 2)
+        return super().retry(*args, countdown=countdown, **kwargs)
+
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         if not args or not isinstance(args[0], dict):
             return  # the claim step: the upload is still pending and the sweep will send it again
