@@ -208,7 +208,7 @@ def test_to_metadata_and_frozen() -> None:
     meta = r.to_metadata()
     assert set(meta) == {"bpm", "bpm_confidence", "key", "tonic", "mode", "camelot", "key_confidence",
                          "analysis_version"}  # fmt: skip
-    # v3: key from chords and phrases; the other metrical level when the likelier cannot be tracked
+    # v3: key from chords and phrases; metrical level from periodicities too, and its fallback
     assert meta["analysis_version"] == analysis.ANALYSIS_VERSION == 3
     assert meta["camelot"] == "8A"
     with pytest.raises(pydantic.ValidationError):
