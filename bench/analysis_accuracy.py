@@ -34,6 +34,7 @@ from pathlib import Path
 os.environ.setdefault("LIBROSA_CACHE_DIR", "/tmp/analysis-bench/librosa-cache")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -781,6 +781,11 @@ class Results:
         return run.cpu - self.idle[run.concurrency].cpu
 
     @property
+    def pipeline_runs(self) -> tuple[WorkerRun, WorkerRun, WorkerRun]:
+        """The three timed runs in the order they ran: W=1, W=1 again after the floor, W=2."""
+        return self.runs[1], self.repeat, self.runs[2]
+
+    @property
     def a(self) -> float:
         """(a): the W=1 pipeline's net CPU, the mean of its runs either side of the floor."""
         return (self.net(self.runs[1]) + self.net(self.repeat)) / 2
@@ -822,7 +827,7 @@ def print_report(args: argparse.Namespace, res: Results) -> None:
     print(
         f"\n=== {n} tracks ({', '.join(FORMATS)} x{args.per_format}), {args.seconds:g} s each = {minutes:.1f} audio-min"
     )
-    print("    outcomes: " + "; ".join(f"{run.label} {run.statuses}" for run in (res.runs[1], res.repeat, res.runs[2])))
+    print("    outcomes: " + "; ".join(f"{run.label} {run.statuses}" for run in res.pipeline_runs))
     print_cpu(res)
     print_wall(res)
     print_rss(res)
@@ -844,7 +849,7 @@ def print_cpu(res: Results) -> None:
     def row(label: str, cpu: float) -> None:
         print(f"  {label:42}{cpu:8.1f}{cpu / n:9.2f}{cpu / minutes:13.2f}")
 
-    for run in (res.runs[1], res.repeat, res.runs[2]):
+    for run in res.pipeline_runs:
         row(f"(a) {run.label}, net of idle worker", res.net(run))
         row(f"(a) {run.label}, gross", run.cpu)
     row("(b) naive, steady state", naive.steady)
@@ -873,8 +878,8 @@ def print_wall(res: Results) -> None:
     """Throughput with 1 and 2 worker processes, the machine's load meanwhile, and per-upload latency."""
     n, minutes = len(res.runs[1].tracks), res.runs[1].audio_minutes
     print("\n  wall, first task sent -> last upload finished:")
-    singles = (res.runs[1], res.repeat)
-    for run in (*singles, res.runs[2]):
+    singles = res.pipeline_runs[:2]
+    for run in res.pipeline_runs:
         other = run.machine_busy - run.cpu - run.s3_cpu - run.self_cpu
         rates = f"{n / run.wall * 60:5.2f} tracks/min, {minutes / run.wall:5.2f} audio-min/min"
         waited, load = run.quiet
@@ -915,7 +920,7 @@ def backlog_rate(finished: list[float], workers: int) -> float:
 def print_rss(res: Results) -> None:
     """Peak RSS per process class of every worker run, and the verdict over the pipeline runs."""
     print(f"\n  peak RSS, MB (VmHWM every 500 ms){'main':>8}{'pool':>8}{'ffmpeg':>8}{'tree':>8}   ru_maxrss so far")
-    rss_runs = [res.runs[1], res.repeat, res.runs[2], *([res.long[0]] if res.long else [])]
+    rss_runs = [*res.pipeline_runs, *([res.long[0]] if res.long else [])]
     for run in [res.first_start, *rss_runs]:
         p = run.rss_peak_mb
         print(

@@ -275,19 +275,19 @@ def analyze_pcm(samples: np.ndarray | PcmReader, sample_rate: int = ANALYSIS_SAM
         return _null_result(reason, reason)
 
     sr = ANALYSIS_SAMPLE_RATE
-    excerpts, kept = [], []
+    excerpts, opening_heard = [], False
     for i, e in enumerate(_excerpts(y, sample_rate)):
         e = np.nan_to_num(e.astype(np.float32) * np.float32(scale), nan=0.0, posinf=0.0, neginf=0.0)
         if sample_rate != sr:
             e = librosa.resample(e, orig_sr=sample_rate, target_sr=sr, res_type="soxr_hq")
         if _dbfs(_rms(e)) >= QUIET_RMS_DBFS:  # skip an excerpt that fell into a silent break
             excerpts.append(_normalise(e))
-            kept.append(i)
+            opening_heard = opening_heard or i == 0
     if not excerpts:
         return _null_result(REASON_TOO_QUIET, REASON_TOO_QUIET)
     tempo = _estimate_tempo(excerpts, sr)
     # The first excerpt starts where the input (its first chord, its phrase grid) starts, if it was heard.
-    key = _estimate_key(excerpts, sr, tempo.bpm, from_start=kept[0] == 0)
+    key = _estimate_key(excerpts, sr, tempo.bpm, from_start=opening_heard)
     return AnalysisResult(
         bpm=tempo.bpm,
         bpm_confidence=tempo.confidence,
@@ -387,16 +387,14 @@ def _estimate_tempo(excerpts: list[np.ndarray], sr: int) -> _Tempo:
     acf = np.zeros(max_lag)
     weight = 0.0
     for env in envs:
-        x = env - env.mean()
-        spec = np.fft.rfft(x, 2 * x.size)
-        a = np.fft.irfft(np.abs(spec) ** 2)[: x.size]
-        if a[0] <= 0:
+        a = _normalised_acf(env)
+        if a is None:
             continue
         # Unbiased normalisation, so long lags are not penalised just for overlapping less.
-        a = a / a[0] * x.size / np.maximum(x.size - np.arange(x.size), 1)
+        a = a * env.size / np.maximum(env.size - np.arange(env.size), 1)
         m = min(max_lag, a.size)
-        acf[:m] += a[:m] * x.size
-        weight += x.size
+        acf[:m] += a[:m] * env.size
+        weight += env.size
     # Excerpts are level-normalised, so a flat onset envelope really means nothing is being struck.
     if weight == 0 or float(np.std(np.concatenate(envs))) < MIN_ONSET_STD:
         return _Tempo(None, None, REASON_NO_RHYTHM)
@@ -500,7 +498,7 @@ def _pulse_features(envs: list[np.ndarray], lows: list[np.ndarray], sr: int, slo
     only) and at 4S (sixteenths of S), in all bands and below LOW_BAND_HZ, and how many onsets fall in
     a beat of S (log2): a busy groove at S is more often a pulse at 2S."""
     fps = sr / HOP
-    full, low = _autocorrelation(envs), _autocorrelation(lows)
+    full, low = _pooled_acf(envs, fps), _pooled_acf(lows, fps)
     onsets = 0.0
     for env in envs:
         z = (env - env.mean()) / (env.std() + 1e-9)
@@ -512,19 +510,23 @@ def _pulse_features(envs: list[np.ndarray], lows: list[np.ndarray], sr: int, slo
     ]  # fmt: skip
 
 
-def _autocorrelation(envs: list[np.ndarray]) -> Callable[[float], float]:
-    """Normalised autocorrelation of the envelopes (pooled, by length) at the period of a tempo in BPM."""
-    fps = ANALYSIS_SAMPLE_RATE / HOP
-    curves = []
-    for env in envs:
-        x = env - env.mean()
-        a = np.fft.irfft(np.abs(np.fft.rfft(x, 2 * x.size)) ** 2)[: x.size]
-        curves.append((a / (a[0] + 1e-12), x.size))
+def _normalised_acf(env: np.ndarray) -> np.ndarray | None:
+    """Autocorrelation of an onset envelope (mean removed) at lags 0..size-1, 1 at lag 0; None if flat."""
+    x = env - env.mean()
+    a = np.fft.irfft(np.abs(np.fft.rfft(x, 2 * x.size)) ** 2)[: x.size]
+    return a / a[0] if a[0] > 0 else None
+
+
+def _pooled_acf(envs: list[np.ndarray], fps: float) -> Callable[[float], float]:
+    """`_normalised_acf` of the envelopes, pooled by length (a flat one counts as 0), at the period of a
+    tempo in BPM."""
+    curves = [(_normalised_acf(env), env.size) for env in envs]
     total = sum(n for _, n in curves)
 
     def at(bpm: float) -> float:
         lag = fps * 60.0 / bpm
-        return sum(float(np.interp(lag, np.arange(a.size), a)) * n for a, n in curves) / max(total, 1)
+        heard = sum(float(np.interp(lag, np.arange(a.size), a)) * n for a, n in curves if a is not None)
+        return heard / max(total, 1)
 
     return at
 
