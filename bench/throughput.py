@@ -8,7 +8,9 @@ On one set of generated 3-4 minute tracks of mixed formats (mp3, 24-bit/96 kHz f
 (b) the naive baseline: three ffmpeg runs per track (high 320k, low 64k, 30 s preview), then
     `librosa.load` + beat_track + chroma_cqt against Krumhansl-Kessler on the file;
 (c) the floor: one ffmpeg process per track writing exactly the renditions the pipeline wrote for it
-    (same copy/encode decisions, rates, channels, preview start), no analysis, S3 or database.
+    (same copy/encode decisions, rates, channels, preview start), no analysis, S3 or database;
+(c') the floor plus the one piece of analysis that ffmpeg itself does in the pipeline: the EBU R128
+    loudness measurement (the `ebur128` filter, true peak included), in the same process.
 
 CPU is the RUSAGE_CHILDREN delta of this process across each measured child's lifetime: a worker waits
 for its pool processes, which wait for their ffmpeg, so the delta is the whole worker tree and nothing
@@ -554,9 +556,13 @@ def step_cpu(log: str) -> dict[str, dict[str, float]]:
 # --- (c) the floor -----------------------------------------------------------------------------------------
 
 
-def floor_command(source: Path, renditions: dict[str, dict[str, Any]], out_dir: Path) -> list[str]:
+def floor_command(
+    source: Path, renditions: dict[str, dict[str, Any]], out_dir: Path, *, loudness: bool = False
+) -> list[str]:
     """One ffmpeg: one decode feeding every encoded rendition, the preview trimmed from the same decode,
-    `high` stream-copied when the pipeline copied it. Same muxer options as the pipeline."""
+    `high` stream-copied when the pipeline copied it. Same muxer options as the pipeline. With `loudness`,
+    the same decode also feeds the pipeline's ebur128 filter, as (c')."""
+    from pipeline.media.loudness import EBUR128_OPTIONS
     from pipeline.media.profiles import load_profiles
     from pipeline.settings import get_settings
 
@@ -584,6 +590,11 @@ def floor_command(source: Path, renditions: dict[str, dict[str, Any]], out_dir: 
         encode = ("-c:a", profile.codec, "-b:a", f"{profile.bitrate_kbps}k")
         shape = ("-ar", str(rendition["sample_rate"]), "-ac", str(rendition["channels"]))
         outputs += ["-map", f"[{name}]", *encode, *shape, *mux, target]
+    if loudness:
+        decoded.append("[loudness_in]")
+        options = ":".join(f"{k}={v}" for k, v in EBUR128_OPTIONS.items())
+        filters.append(f"[loudness_in]ebur128={options}[loudness]")
+        outputs += ["-map", "[loudness]", "-f", "null", "-"]
     split = f"[0:a:0]asplit={len(decoded)}{''.join(decoded)}" if len(decoded) > 1 else f"[0:a:0]anull{decoded[0]}"
     graph = ";".join([split, *filters])
     return [*FFMPEG_QUIET, "-threads", "1", "-i", f"file:{source}", "-filter_complex", graph, *outputs]
@@ -596,13 +607,20 @@ class FloorRun:
     size_diff: float  # largest relative size difference from the pipeline's renditions
 
 
-def run_floor(uploads: dict[str, Track], renditions: dict[str, dict[str, dict[str, Any]]], run_dir: Path) -> FloorRun:
+def run_floor(
+    uploads: dict[str, Track],
+    renditions: dict[str, dict[str, dict[str, Any]]],
+    run_dir: Path,
+    *,
+    loudness: bool = False,
+) -> FloorRun:
     out_dir = run_dir / "floor"
     out_dir.mkdir(exist_ok=True)
     per_upload: dict[str, float] = {}
     worst = 0.0
     for upload_id, track in uploads.items():
-        per_upload[upload_id] = run_measured(floor_command(track.path, renditions[upload_id], out_dir))
+        argv = floor_command(track.path, renditions[upload_id], out_dir, loudness=loudness)
+        per_upload[upload_id] = run_measured(argv)
         for name, rendition in renditions[upload_id].items():
             size = (out_dir / f"{name}.mp3").stat().st_size
             worst = max(worst, abs(size - rendition["size_bytes"]) / rendition["size_bytes"])
@@ -649,7 +667,7 @@ def run_pieces(uploads: dict[str, Track], renditions: dict[str, dict[str, dict[s
         targets = {p.name: out / f"{p.name}.{p.extension}" for p in profiles.full_length}
         pcm_path = out / "analysis.s16le"
         argv = full_length_command(track.path, info, profiles.full_length, targets, pcm_path)
-        pieces.full_ffmpeg[upload_id] = run_measured(argv)
+        pieces.full_ffmpeg[upload_id] = run_measured(argv, stderr=subprocess.DEVNULL)  # its info-level log
         pcm = PcmFile(pcm_path)
         pieces.preview_ffmpeg[upload_id] = 0.0
         for profile in profiles.excerpts:
@@ -774,6 +792,7 @@ class Results:
     first_start: WorkerRun  # the run's first worker start, with the numba cache as it was found
     naive: NaiveRun
     floor: FloorRun
+    floor_loudness: FloorRun  # (c')
     pieces: PiecesRun
     long: tuple[WorkerRun, FloorRun] | None = None
 
@@ -857,6 +876,7 @@ def print_cpu(res: Results) -> None:
     row("      of which 3x ffmpeg", naive.ffmpeg_cpu)
     row("      of which the librosa child", naive.analysis_cpu)
     row("(c) floor, one ffmpeg per track", res.floor.cpu)
+    row("(c') floor + ebur128 loudness in that ffmpeg", res.floor_loudness.cpu)
     print(f"      one-off librosa imports + numba in the naive child: {naive.one_off_cpu:.1f} CPU-s")
     print(f"      floor renditions' sizes within {res.floor.size_diff:.2%} of the pipeline's")
     starts = [res.first_start, *res.idle.values()]
@@ -869,6 +889,11 @@ def print_cpu(res: Results) -> None:
     print(
         f"        [a = mean of the W=1 runs before and after the floor, net: {res.net(base) / c:.3f} and"
         f" {res.net(res.repeat) / c:.3f}; W=2 net gives {res.net(res.runs[2]) / c:.3f}, W=1 gross {base.cpu / c:.3f}]"
+    )
+    c_loud = res.floor_loudness.cpu
+    print(
+        f"  a/c' = {a / c_loud:.3f}  [the floor with the loudness measurement, the one analysis ffmpeg does"
+        f" itself; it costs {(c_loud - c) / n:.2f} CPU-s/track = {c_loud / c - 1:.1%} of (c)]"
     )
     print(f"  b/a = {naive.steady / a:.3f}   (target >= {MIN_B_OVER_A})   {verdict(naive.steady / a >= MIN_B_OVER_A)}")
     print(f"        [steady state both; with one-off start-up costs on both sides {naive.total / base.cpu:.3f}]")
@@ -973,9 +998,10 @@ def print_breakdown(res: Results) -> None:
     net, floor = res.net(run), res.floor.cpu
     lines = [
         ("(c) floor: one ffmpeg per track", floor),
-        ("pipeline's full-length ffmpeg (high, low, analysis PCM)", full),
+        ("pipeline's full-length ffmpeg (high, low, analysis PCM, loudness)", full),
         ("pipeline's preview ffmpeg (a second decode, from -ss)", preview),
         ("  -> its ffmpeg work beyond the floor", full + preview - floor),
+        ("     of which the loudness measurement, (c') - (c)", res.floor_loudness.cpu - floor),
         ("analyze_pcm alone (warm, in-process)", analysis),
         ("media/probe (ffprobe, mutagen, song row, cover)", total["probe"]),
         ("media/transcode minus its ffmpeg (uploads to S3, checks)", total["transcode"] - full - preview),
@@ -1035,6 +1061,8 @@ def measure(tracks: list[Track], env: dict[str, str], run_dir: Path, args: argpa
     done = {u: t for u, t in runs[1].uploads.items() if u in renditions}
     print(f"(c) floor: {len(done)} ffmpeg processes ...", flush=True)
     floor = run_floor(done, renditions, run_dir)
+    print(f"(c') floor with the loudness measurement: {len(done)} ffmpeg processes ...", flush=True)
+    floor_loudness = run_floor(done, renditions, run_dir, loudness=True)
     print(f"(a) pipeline W=1 again, after the floor: {len(tracks)} uploads ...", flush=True)
     repeat = run_worker("pipeline W=1 again", 1, tracks, env, run_dir, quiet_wait=args.quiet_wait)
     print("(a) idle worker W=2 ...", flush=True)
@@ -1048,7 +1076,7 @@ def measure(tracks: list[Track], env: dict[str, str], run_dir: Path, args: argpa
         pieces = run_pieces(done, renditions, run_dir)
     except Exception as exc:  # internal signatures may change under us; the benchmark proper still stands
         pieces = PiecesRun(error=f"{type(exc).__name__}: {exc}")
-    results = Results(runs, repeat, idle, first_start, naive, floor, pieces)
+    results = Results(runs, repeat, idle, first_start, naive, floor, floor_loudness, pieces)
     if args.long:
         print(f"--long: a {args.long_minutes:g}-minute input through W=1 ...", flush=True)
         results.long = run_long(env, run_dir, args.long_minutes, args.quiet_wait)

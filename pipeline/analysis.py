@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from scipy.ndimage import median_filter
 
 ANALYSIS_SAMPLE_RATE = 22050
-ANALYSIS_VERSION = 3  # bump when results change, so the catalog can be re-analysed
+ANALYSIS_VERSION = 4  # bump when results change, so the catalog can be re-analysed
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _FLATS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#", "Cb": "B", "Fb": "E"}

@@ -73,8 +73,15 @@ def _start(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], stdout=log, stderr=subprocess.STDOUT)
 
 
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def _print_table(results: list[tuple[SampleTrack, dict[str, Any]]]) -> None:
-    header = f"{'file':<14} {'status':<8} {'secs':>5} {'bpm':>6} {'want':>5} {'key':<9} {'want':<9} {'cam':<4}"
+    header = (
+        f"{'file':<14} {'status':<8} {'secs':>5} {'bpm':>6} {'want':>5} {'key':<9} {'want':<9} {'cam':<4} "
+        f"{'LUFS':>6} {'LRA':>5} {'dBTP':>5}"
+    )
     print(header + "  renditions")
     print("-" * (len(header) + 40))
     for track, row in results:
@@ -84,7 +91,8 @@ def _print_table(results: list[tuple[SampleTrack, dict[str, Any]]]) -> None:
         print(
             f"{track.path.name:<14} {row['song_status']:<8} {row['duration_seconds'] or '-':>5} "
             f"{meta.get('bpm') or '-':>6} {track.bpm:>5.0f} {meta.get('key') or '-':<9} {track.key:<9} "
-            f"{meta.get('camelot') or '-':<4}  {renditions}"
+            f"{meta.get('camelot') or '-':<4} {_number(meta.get('loudness_lufs')):>6} "
+            f"{_number(meta.get('loudness_range_lu')):>5} {_number(meta.get('true_peak_dbtp')):>5}  {renditions}"
         )
         if row["error_code"]:
             print(f"{'':<14} {row['error_code']}: {row['error_message']}")

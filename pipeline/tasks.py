@@ -2,7 +2,8 @@
 
 `media` does the heavy work in one scratch directory, so the raw file is downloaded once and the
 analysis PCM never leaves the machine: probe (ffprobe, mutagen, policy, cover), transcode (one ffmpeg
-decode for every full-length rendition and the PCM, then the preview) and analyze (BPM, key). Its
+decode for every full-length rendition, the PCM and the loudness, then the preview) and analyze (BPM,
+key). Its
 parts are logged as steps of their own. Steps pass a small `Job` (ids, object keys, metadata) through
 the broker, never file contents. Every step first checks that its job still owns the upload, so a
 stale or duplicated chain stops instead of writing.
@@ -42,7 +43,7 @@ from pipeline.celery_app import (
 from pipeline.errors import ContentError, Outcome, Reason
 from pipeline.media import probe as media_probe
 from pipeline.media.profiles import load_profiles
-from pipeline.media.transcode import PCM_SAMPLE_RATE, PcmFile
+from pipeline.media.transcode import PCM_SAMPLE_RATE, PcmFile, TranscodeResult
 from pipeline.media.transcode import transcode as media_transcode
 from pipeline.storage import get_store
 
@@ -215,10 +216,11 @@ def media(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         with _timed("probe"):
             _probe(job, source, scratch)
         with _timed("transcode"):
-            pcm_path = _transcode(job, source, scratch)
+            transcoded = _transcode(job, source, scratch)
         with _timed("analyze"):
             # Analysis reads bounded excerpts of the file, so memory does not grow with its length.
-            job.analysis = analysis.analyze_pcm(PcmFile(pcm_path), PCM_SAMPLE_RATE).to_metadata()
+            result = analysis.analyze_pcm(PcmFile(transcoded.pcm_path), PCM_SAMPLE_RATE)
+            job.analysis = result.to_metadata() | transcoded.loudness.to_metadata()
     return job.model_dump(mode="json")
 
 
@@ -260,8 +262,8 @@ def _store_cover(job: Job, source: Path, info: media_probe.ProbeResult, scratch:
     return key
 
 
-def _transcode(job: Job, source: Path, scratch: Path) -> Path:
-    """Writes and uploads the renditions; returns the analysis PCM's path."""
+def _transcode(job: Job, source: Path, scratch: Path) -> TranscodeResult:
+    """Writes and uploads the renditions; returns them with the analysis PCM's path and the loudness."""
     assert job.probe is not None
     profiles = load_profiles(settings.renditions_file)
     if job.kind == "reanalyze":  # the same single decode, writing the analysis PCM only
@@ -292,7 +294,7 @@ def _transcode(job: Job, source: Path, scratch: Path) -> Path:
         )
     job.profile_version = profiles.version
     job.decoded_seconds = result.decoded_seconds
-    return result.pcm_path
+    return result
 
 
 @app.task(name="pipeline.publish", bind=True, base=PipelineTask, soft_time_limit=60, time_limit=120)

@@ -209,7 +209,7 @@ def test_to_metadata_and_frozen() -> None:
     assert set(meta) == {"bpm", "bpm_confidence", "key", "tonic", "mode", "camelot", "key_confidence",
                          "analysis_version"}  # fmt: skip
     # v3: key from chords and phrases; metrical level from periodicities too, and its fallback
-    assert meta["analysis_version"] == analysis.ANALYSIS_VERSION == 3
+    assert meta["analysis_version"] == analysis.ANALYSIS_VERSION == 4
     assert meta["camelot"] == "8A"
     with pytest.raises(pydantic.ValidationError):
         r.bpm = 1.0  # type: ignore[misc]

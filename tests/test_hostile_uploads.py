@@ -101,6 +101,10 @@ def no_analysis(reason: str) -> Callable[[dict[str, Any]], None]:
         assert meta["bpm"] is None and meta["key"] is None, meta
         assert meta["bpm_null_reason"] and meta["key_null_reason"]
         assert reason in (meta["bpm_null_reason"], meta["key_null_reason"]), meta
+        if reason == "silence":
+            assert (meta["loudness_lufs"], meta["true_peak_dbtp"], meta["loudness_null_reason"]) == (None, None, reason)
+        else:  # noise is loud: it has a loudness though no tempo or key
+            assert meta["loudness_lufs"] is not None and "loudness_null_reason" not in meta
 
     return check
 

@@ -68,6 +68,9 @@ def test_uploads_of_every_format_become_ready_songs(
         assert meta["analysis_version"] >= 1 and meta["profile_version"] >= 1
         for field in ("key", "camelot", "tonic", "mode", "bpm_confidence", "key_confidence"):
             assert field in meta
+        # The sample tracks are mastered to about -1 dBFS: loud pop, a few LU of range.
+        assert -20 < meta["loudness_lufs"] < -8 and 0 <= meta["loudness_range_lu"] < 15, meta
+        assert meta["loudness_lufs"] < meta["true_peak_dbtp"] <= 0.5 and "loudness_null_reason" not in meta
 
         keys = row["storage_keys"]
         assert set(keys) == {"high", "low", "preview"}

@@ -115,7 +115,7 @@ def _ffprobe(path: Path, *, timeout: float, cpu_seconds: int) -> dict[str, Any]:
         "-i", f"file:{path}",
     ]  # fmt: skip
     try:
-        out = run_tool(argv, timeout=timeout, cpu_seconds=cpu_seconds)
+        out = run_tool(argv, timeout=timeout, cpu_seconds=cpu_seconds).stdout
     except ToolTimeout as exc:
         raise ContentError(Reason.TIMEOUT, f"probing took too long: {exc}") from exc
     except ToolError as exc:

@@ -36,8 +36,8 @@ class ToolTimeout(Exception):
 MEMORY_LIMIT_BYTES = 2 * 1024**3
 
 
-def run_tool(argv: list[str], *, timeout: float, cpu_seconds: int) -> bytes:
-    """Runs argv (never through a shell) and returns its stdout."""
+def run_tool(argv: list[str], *, timeout: float, cpu_seconds: int) -> subprocess.CompletedProcess[bytes]:
+    """Runs argv (never through a shell); returns what it wrote to stdout and stderr."""
     started = time.monotonic()
     proc = subprocess.Popen(
         # setpriv execs the tool with a parent-death signal: if the worker process is killed
@@ -64,7 +64,7 @@ def run_tool(argv: list[str], *, timeout: float, cpu_seconds: int) -> bytes:
         tail = stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
         raise ToolError(argv[0], proc.returncode, tail)
     log.debug("%s finished in %.2f s", argv[0], time.monotonic() - started)
-    return stdout
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -1,7 +1,8 @@
-"""Renditions from one upload: one ffmpeg decode for every full-length rendition and the analysis PCM,
-then a short seek-and-encode per excerpt (the preview), each result checked with ffprobe."""
+"""Renditions from one upload: one ffmpeg decode for every full-length rendition, the analysis PCM and the
+loudness measurement, then a short seek-and-encode per excerpt (the preview), each result checked."""
 
 import logging
+import re
 from pathlib import Path
 
 import ffmpeg
@@ -11,6 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import ContentError, Reason
+from pipeline.media.loudness import EBUR128_OPTIONS, Loudness, parse_ebur128_summary
 from pipeline.media.probe import ALLOWED_DEMUXERS, ProbeResult
 from pipeline.media.profiles import RenditionProfile, RenditionSet
 from pipeline.media.runner import ToolError, ToolTimeout, run_tool
@@ -22,6 +24,10 @@ PCM_SAMPLE_RATE = 22050
 PCM_DTYPE = np.dtype("<i2")
 
 _GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-v", "error")
+# The full decode logs at info level, each line tagged with its level: the loudness summary is an info
+# line, and an error message is told from it by its tag.
+_LOUDNESS_LOG_ARGS = ("-nostdin", "-hide_banner", "-nostats", "-v", "level+info")
+_ERROR_LINE = re.compile(r"\[(?:warning|error|fatal|panic)\] ")
 
 
 class Rendition(BaseModel):
@@ -47,6 +53,7 @@ class TranscodeResult(BaseModel):
 
     renditions: tuple[Rendition, ...]
     pcm_path: Path  # mono s16le at PCM_SAMPLE_RATE, for analysis
+    loudness: Loudness
     decoded_seconds: float  # the truth when a header lies (a truncated file declares its full length)
 
 
@@ -62,10 +69,11 @@ def transcode(
 ) -> TranscodeResult:
     pcm_path = out_dir / "analysis.s16le"
     full = {p.name: out_dir / f"{p.name}.{p.extension}" for p in profiles.full_length}
-    _run(full_length_command(source, info, profiles.full_length, full, pcm_path), timeout, cpu_seconds)
+    log_text = _run(full_length_command(source, info, profiles.full_length, full, pcm_path), timeout, cpu_seconds)
     decoded_seconds = pcm_path.stat().st_size // PCM_DTYPE.itemsize / PCM_SAMPLE_RATE
     if decoded_seconds == 0:
         raise ContentError(Reason.DECODE_ERROR, "the audio stream decoded to nothing")
+    loudness = parse_ebur128_summary(log_text, decoded_seconds)
 
     renditions = [
         check_rendition(full[p.name], p, info, expected_seconds=decoded_seconds) for p in profiles.full_length
@@ -79,7 +87,9 @@ def transcode(
         _run(excerpt_command(source, info, profile, start, length, target), excerpt_timeout, cpu_seconds)
         rendition = check_rendition(target, profile, info, expected_seconds=length)
         renditions.append(rendition.model_copy(update={"start_seconds": start}))
-    return TranscodeResult(renditions=tuple(renditions), pcm_path=pcm_path, decoded_seconds=decoded_seconds)
+    return TranscodeResult(
+        renditions=tuple(renditions), pcm_path=pcm_path, loudness=loudness, decoded_seconds=decoded_seconds
+    )
 
 
 class OutputPlan(BaseModel):
@@ -154,7 +164,10 @@ def full_length_command(
     outputs.append(
         pcm.output(f"file:{pcm_path}", f="s16le", acodec="pcm_s16le", ac=1, ar=PCM_SAMPLE_RATE, map_metadata=-1)
     )
-    return ffmpeg.merge_outputs(*outputs).global_args(*_GLOBAL_ARGS).overwrite_output().compile()
+    # Loudness of the source itself, at its own channels and full bandwidth (ffmpeg resamples to the 48 kHz
+    # the filter works at); the frames go on to a null output, which is what pulls them through the filter.
+    outputs.append(audio.filter("ebur128", **EBUR128_OPTIONS).output("-", f="null"))
+    return ffmpeg.merge_outputs(*outputs).global_args(*_LOUDNESS_LOG_ARGS).overwrite_output().compile()
 
 
 def excerpt_command(
@@ -257,10 +270,14 @@ def check_rendition(path: Path, profile: RenditionProfile, info: ProbeResult, *,
     )
 
 
-def _run(argv: list[str], timeout: float, cpu_seconds: int) -> None:
+def _run(argv: list[str], timeout: float, cpu_seconds: int) -> str:
+    """Runs ffmpeg; returns its log."""
     try:
-        run_tool(argv, timeout=timeout, cpu_seconds=cpu_seconds)
+        return run_tool(argv, timeout=timeout, cpu_seconds=cpu_seconds).stderr.decode("utf-8", "replace")
     except ToolTimeout as exc:
         raise ContentError(Reason.TIMEOUT, str(exc)) from exc
     except ToolError as exc:
-        raise ContentError(Reason.DECODE_ERROR, f"ffmpeg could not decode the audio: {exc.stderr[-300:]}") from exc
+        # Of a log at info level, only the lines tagged as problems say what went wrong.
+        problems = [line for line in exc.stderr.splitlines() if _ERROR_LINE.search(line)]
+        said = "\n".join(problems) if problems else exc.stderr
+        raise ContentError(Reason.DECODE_ERROR, f"ffmpeg could not decode the audio: {said[-300:]}") from exc
