@@ -5,7 +5,8 @@ On one set of generated 3-4 minute tracks of mixed formats (mp3, 24-bit/96 kHz f
 (a) the pipeline end to end: real `pipeline worker` processes, a fresh PostgreSQL database, a private
     redis-server and an S3 server in a process of its own, from `pending` uploads to `ready` songs,
     with 1 worker process before and after (c), then with 2;
-(b) the naive baseline: three ffmpeg runs per track (high 320k, low 64k, 30 s preview), then
+(b) the naive baseline: four ffmpeg runs per track (high 320k, low 64k, 30 s preview, and a loudness
+    pass with the pipeline's ebur128 settings, as loudness tools such as r128gain do it), then
     `librosa.load` + beat_track + chroma_cqt against Krumhansl-Kessler on the file;
 (c) the floor: one ffmpeg process per track writing exactly the renditions the pipeline wrote for it
     (same copy/encode decisions, rates, channels, preview start), no analysis, S3 or database;
@@ -553,6 +554,13 @@ def step_cpu(log: str) -> dict[str, dict[str, float]]:
     return steps
 
 
+def ebur128_options() -> str:
+    """The pipeline's ebur128 settings as a filter argument, for (b) and (c')."""
+    from pipeline.media.loudness import EBUR128_OPTIONS
+
+    return ":".join(f"{k}={v}" for k, v in EBUR128_OPTIONS.items())
+
+
 # --- (c) the floor -----------------------------------------------------------------------------------------
 
 
@@ -562,7 +570,6 @@ def floor_command(
     """One ffmpeg: one decode feeding every encoded rendition, the preview trimmed from the same decode,
     `high` stream-copied when the pipeline copied it. Same muxer options as the pipeline. With `loudness`,
     the same decode also feeds the pipeline's ebur128 filter, as (c')."""
-    from pipeline.media.loudness import EBUR128_OPTIONS
     from pipeline.media.profiles import load_profiles
     from pipeline.settings import get_settings
 
@@ -592,8 +599,7 @@ def floor_command(
         outputs += ["-map", f"[{name}]", *encode, *shape, *mux, target]
     if loudness:
         decoded.append("[loudness_in]")
-        options = ":".join(f"{k}={v}" for k, v in EBUR128_OPTIONS.items())
-        filters.append(f"[loudness_in]ebur128={options}[loudness]")
+        filters.append(f"[loudness_in]ebur128={ebur128_options()}[loudness]")
         outputs += ["-map", "[loudness]", "-f", "null", "-"]
     split = f"[0:a:0]asplit={len(decoded)}{''.join(decoded)}" if len(decoded) > 1 else f"[0:a:0]anull{decoded[0]}"
     graph = ";".join([split, *filters])
@@ -686,8 +692,10 @@ def run_pieces(uploads: dict[str, Track], renditions: dict[str, dict[str, dict[s
 
 
 def naive_ffmpeg_commands(source: Path, preview_start: float, out_dir: Path) -> list[list[str]]:
-    """What a first version would do: three independent ffmpeg runs, each decoding the file, `high` always
-    re-encoded. The preview starts where the pipeline's did, with the same fades."""
+    """What a first version would do: an independent ffmpeg run per rendition and one for the loudness,
+    each decoding the file, `high` always re-encoded. The preview starts where the pipeline's did, with the
+    same fades; the loudness is measured as the pipeline measures it."""
+
     src = ("-i", str(source))
     mp3 = ("-c:a", "libmp3lame", "-b:a")
     fades = ("-af", "afade=t=in:st=0:d=1.5,afade=t=out:st=28.5:d=1.5")
@@ -696,12 +704,13 @@ def naive_ffmpeg_commands(source: Path, preview_start: float, out_dir: Path) -> 
         [*FFMPEG_QUIET, *src, *mp3, "320k", "-ar", "44100", "-ac", "2", str(out_dir / "high.mp3")],
         [*FFMPEG_QUIET, *src, *mp3, "64k", "-ar", "22050", "-ac", "2", str(out_dir / "low.mp3")],
         [*FFMPEG_QUIET, *excerpt, *src, *fades, *mp3, "128k", "-ar", "44100", "-ac", "2", str(out_dir / "preview.mp3")],
+        [*FFMPEG_QUIET, *src, "-af", f"ebur128={ebur128_options()}", "-f", "null", "-"],
     ]
 
 
 @dataclass
 class NaiveRun:
-    ffmpeg_cpu: float  # 3 ffmpeg processes per track
+    ffmpeg_cpu: float  # 4 ffmpeg processes per track
     analysis_cpu: float  # the one librosa child, all of it
     one_off_cpu: float  # of which imports and numba JIT/cache loading, paid once per process
     per_upload: dict[str, float]  # ffmpeg + that track's analysis, no one-off
@@ -873,7 +882,7 @@ def print_cpu(res: Results) -> None:
         row(f"(a) {run.label}, gross", run.cpu)
     row("(b) naive, steady state", naive.steady)
     row("(b) naive, with its one-off librosa start", naive.total)
-    row("      of which 3x ffmpeg", naive.ffmpeg_cpu)
+    row("      of which 4x ffmpeg", naive.ffmpeg_cpu)
     row("      of which the librosa child", naive.analysis_cpu)
     row("(c) floor, one ffmpeg per track", res.floor.cpu)
     row("(c') floor + ebur128 loudness in that ffmpeg", res.floor_loudness.cpu)
@@ -884,16 +893,17 @@ def print_cpu(res: Results) -> None:
         f"{r.label} {r.cpu:.1f} CPU-s, ready after {r.ready_after:.1f} s" for r in starts
     ))  # fmt: skip
 
-    a, c = res.a, res.floor.cpu
-    print(f"\n  a/c = {a / c:.3f}   (target <= {MAX_A_OVER_C})   {verdict(a / c <= MAX_A_OVER_C)}")
+    # The target is set against the floor that does the same ffmpeg work as the pipeline: the renditions
+    # and the loudness measurement, which ffmpeg itself does in the pipeline's one decode.
+    a, c, c_renditions = res.a, res.floor_loudness.cpu, res.floor.cpu
+    print(f"\n  a/c' = {a / c:.3f}   (target <= {MAX_A_OVER_C})   {verdict(a / c <= MAX_A_OVER_C)}")
     print(
         f"        [a = mean of the W=1 runs before and after the floor, net: {res.net(base) / c:.3f} and"
         f" {res.net(res.repeat) / c:.3f}; W=2 net gives {res.net(res.runs[2]) / c:.3f}, W=1 gross {base.cpu / c:.3f}]"
     )
-    c_loud = res.floor_loudness.cpu
     print(
-        f"  a/c' = {a / c_loud:.3f}  [the floor with the loudness measurement, the one analysis ffmpeg does"
-        f" itself; it costs {(c_loud - c) / n:.2f} CPU-s/track = {c_loud / c - 1:.1%} of (c)]"
+        f"  a/c  = {a / c_renditions:.3f}   [against the renditions alone; the loudness measurement costs"
+        f" {(c - c_renditions) / n:.2f} CPU-s/track = {c / c_renditions - 1:.1%} of (c)]"
     )
     print(f"  b/a = {naive.steady / a:.3f}   (target >= {MIN_B_OVER_A})   {verdict(naive.steady / a >= MIN_B_OVER_A)}")
     print(f"        [steady state both; with one-off start-up costs on both sides {naive.total / base.cpu:.3f}]")
@@ -1023,7 +1033,8 @@ def print_long(res: Results, run: WorkerRun, floor: FloorRun) -> None:
         f"  pipeline: {net:.1f} CPU-s net ({net / minutes:.2f} s/audio-min), {run.cpu:.1f} gross; wall {run.wall:.0f} s"
     )
     if floor.per_upload:
-        print(f"  floor:    {floor.cpu:.1f} CPU-s ({floor.cpu / minutes:.2f} s/audio-min); a/c = {net / floor.cpu:.3f}")
+        per_minute = floor.cpu / minutes
+        print(f"  floor (c'): {floor.cpu:.1f} CPU-s ({per_minute:.2f} s/audio-min); a/c' = {net / floor.cpu:.3f}")
     print(f"  peak RSS: main {p['main']:.0f} MB, pool {p['pool']:.0f} MB, ffmpeg {p['ffmpeg']:.0f} MB")
     for cpus in step_cpu(run.log).values():
         print("  steps, CPU-s: " + ", ".join(f"{step} {cpu:.1f}" for step, cpu in cpus.items()))
@@ -1045,8 +1056,9 @@ def run_long(env: dict[str, str], run_dir: Path, minutes: float, quiet_wait: flo
     print(f"    {track.path.name}: {track.path.stat().st_size / 2**20:.0f} MiB; raised limits: {limits or 'none'}")
     run = run_worker("long W=1", 1, [track], {**env, **limits}, run_dir, timeout=4 * 3600, quiet_wait=quiet_wait)
     renditions = song_renditions(list(run.uploads))
-    floor = run_floor(run.uploads, renditions, run_dir) if renditions else FloorRun(float("nan"), {}, 0.0)
-    return run, floor
+    if not renditions:
+        return run, FloorRun(float("nan"), {}, 0.0)
+    return run, run_floor(run.uploads, renditions, run_dir, loudness=True)
 
 
 def measure(tracks: list[Track], env: dict[str, str], run_dir: Path, args: argparse.Namespace) -> Results:
@@ -1069,7 +1081,7 @@ def measure(tracks: list[Track], env: dict[str, str], run_dir: Path, args: argpa
     idle[2] = run_worker("idle W=2", 2, [], env, run_dir)
     print(f"(a) pipeline W=2: {len(tracks)} uploads ...", flush=True)
     runs[2] = run_worker("pipeline W=2", 2, tracks, env, run_dir, quiet_wait=args.quiet_wait)
-    print("(b) naive: 3 ffmpeg per track, then one librosa process ...", flush=True)
+    print("(b) naive: 4 ffmpeg per track, then one librosa process ...", flush=True)
     naive = run_naive(done, {u: renditions[u]["preview"]["start_seconds"] for u in done}, run_dir)
     print("attribution: the pipeline's own ffmpeg commands and analyze_pcm, outside Celery ...", flush=True)
     try:
