@@ -1,10 +1,10 @@
 """EBU R128 loudness of a whole upload, measured by ffmpeg's `ebur128` filter on the pipeline's one decode.
 
 ffmpeg's filter implements ITU-R BS.1770-4 / EBU Tech 3341-3342 (K-weighting, gating, loudness range, true
-peak by 4x oversampling) in C; the same in numpy cost more CPU (K-weighting alone ~0.3 s per 210 s stereo
-track against ~0.2 s for the whole filter), and true peak from the 22.05 kHz analysis PCM would miss
-everything above 11 kHz. The filter prints its results once, at the end, as an info-level log summary;
-`parse_ebur128_summary` reads that summary and nothing else in the log.
+peak by 4x oversampling) in C. The same in numpy costs more CPU (scipy's K-weighting alone ~0.3 s per 210 s
+of 44.1 kHz stereo, the whole filter without true peak ~0.2 s), and the 22.05 kHz mono analysis PCM would
+miss everything above 11 kHz and every inter-sample peak. The filter prints its results once, at the end,
+as an info-level log summary; `parse_ebur128_summary` reads that summary and nothing else in the log.
 """
 
 import re
