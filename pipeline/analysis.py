@@ -71,6 +71,10 @@ _LEVEL_BIAS = 0.5333
 PULSE_FULL_CONFIDENCE = 0.8  # pulse quality (clarity x regularity x contrast) that counts as certain
 MIN_PULSE_CLARITY = 0.2  # autocorrelation of the onset envelope at the beat period; noise sits near 0
 MIN_ONSET_STD = 0.2  # onset-envelope spread at the working level: drones ~0.05, noisy mixes ~0.4+
+# The pulse counts as fully marked from a beat-to-offbeat onset contrast of 1 / CONTRAST_GAIN. Not 1.5:
+# half-time grooves at 160-180 BPM, sixteenth hats filling every off-beat, reach only ~0.21 with perfectly
+# regular beats and were nulled; beatless pads stay under MIN_BPM_CONFIDENCE by their irregular "beats".
+CONTRAST_GAIN = 2.0
 MIN_BPM_CONFIDENCE = 0.3  # below this a tempo is a guess (speech scores ~0.1, steady music ~0.9)
 # The other metrical level stands in for one that cannot be tracked only if the level model gives it at
 # least this chance: below, its answer would be a confident-looking number that is probably half or double.
@@ -431,7 +435,7 @@ def _estimate_tempo(excerpts: list[np.ndarray], sr: int) -> _Tempo:
             continue
         # A steady pulse is periodic (clarity), lands where the beats are predicted (regularity) and
         # marks the beats more than the points between them (contrast); speech fails the last two.
-        pulse = float(np.clip(np.sqrt(min(clarity, 1.0)) * regularity * min(1.0, 1.5 * contrast), 0, 1))
+        pulse = float(np.clip(np.sqrt(min(clarity, 1.0)) * regularity * min(1.0, CONTRAST_GAIN * contrast), 0, 1))
         if pulse >= MIN_BPM_CONFIDENCE:
             # The confidence is the chance that the pulse is real and that its level (not half or double)
             # is the one played: the level model's probability, scaled by how clear the pulse is.
