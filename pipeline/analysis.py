@@ -494,15 +494,21 @@ def _metrical_level(envs: list[np.ndarray], lows: list[np.ndarray], sr: int, bpm
         slow /= 2
     while slow < LEVEL_SPLIT_BPM:
         slow *= 2
+    x = level_feature_vector(envs, lows, sr, slow)
+    p_fast = float(1.0 / (1.0 + np.exp(-(((x - _LEVEL_MEAN) / _LEVEL_STD) @ _LEVEL_WEIGHTS + _LEVEL_BIAS))))
+    # Beat contrast: at one of the two levels the beats must stand out from the points half-way between
+    # them (speech and noise have no level where they do). x[1], x[5]: half-beat strength at S and at F.
+    contrast = max(0.0, 1.0 - min(x[1], x[5]))
+    return (2 * slow, contrast, p_fast) if p_fast >= 0.5 else (slow, contrast, 1.0 - p_fast)
+
+
+def level_feature_vector(envs: list[np.ndarray], lows: list[np.ndarray], sr: int, slow: float) -> np.ndarray:
+    """The level model's input for a slow pulse S (its double is F), clipped, before standardising:
+    the beat profiles at S and at F, log2(S / 85), and the periodicities of `_pulse_features`.
+    Public for bench/fit_tempo_level.py, which refits the model on it."""
     fs, ff = _level_features(envs, lows, sr, slow), _level_features(envs, lows, sr, 2 * slow)
     x = np.array([*fs, *ff, np.log2(slow / 85.0), *_pulse_features(envs, lows, sr, slow)])
-    x = np.minimum(x, LEVEL_FEATURE_CLIP)
-    x = (x - _LEVEL_MEAN) / _LEVEL_STD
-    p_fast = float(1.0 / (1.0 + np.exp(-(x @ _LEVEL_WEIGHTS + _LEVEL_BIAS))))
-    # Beat contrast: at one of the two levels the beats must stand out from the points half-way between
-    # them (speech and noise have no level where they do).
-    contrast = max(0.0, 1.0 - min(fs[1], ff[1]))
-    return (2 * slow, contrast, p_fast) if p_fast >= 0.5 else (slow, contrast, 1.0 - p_fast)
+    return np.minimum(x, LEVEL_FEATURE_CLIP)
 
 
 def _pulse_features(envs: list[np.ndarray], lows: list[np.ndarray], sr: int, slow: float) -> list[float]:
