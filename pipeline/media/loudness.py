@@ -44,7 +44,7 @@ class Loudness(BaseModel):
     integrated_lufs: float | None
     range_lu: float | None
     true_peak_dbtp: float | None
-    null_reason: str | None = None  # why a value is missing: silence, or too short for a loudness range
+    null_reason: str | None = None  # why a value is missing: silence, too short for a range, stream changed
 
     def to_metadata(self) -> dict[str, Any]:
         out: dict[str, Any] = {
