@@ -44,10 +44,9 @@ def level_examples(seed: int, cache_root: Path) -> tuple[np.ndarray, np.ndarray]
     level = analysis._metrical_level
 
     def record(envs: list[np.ndarray], lows: list[np.ndarray], sr: int, bpm0: float) -> tuple[float, float, float]:
-        chosen = level(envs, lows, sr, bpm0)
-        slow = chosen[0] / 2 if chosen[0] >= 2 * analysis.LEVEL_SPLIT_BPM else chosen[0]
+        slow = analysis.slow_pulse(bpm0)
         seen.append((analysis.level_feature_vector(envs, lows, sr, slow), slow))
-        return chosen
+        return level(envs, lows, sr, bpm0)
 
     xs, ys = [], []
     analysis._metrical_level = record
@@ -71,8 +70,7 @@ def level_examples(seed: int, cache_root: Path) -> tuple[np.ndarray, np.ndarray]
 
 
 def current_model(x: np.ndarray) -> np.ndarray:
-    z = (x - analysis._LEVEL_MEAN) / analysis._LEVEL_STD
-    return (z @ analysis._LEVEL_WEIGHTS + analysis._LEVEL_BIAS >= 0).astype(int)
+    return (analysis.fast_level_probability(x) >= 0.5).astype(int)
 
 
 def main() -> None:

@@ -695,7 +695,6 @@ def naive_ffmpeg_commands(source: Path, preview_start: float, out_dir: Path) -> 
     """What a first version would do: an independent ffmpeg run per rendition and one for the loudness,
     each decoding the file, `high` always re-encoded. The preview starts where the pipeline's did, with the
     same fades; the loudness is measured as the pipeline measures it."""
-
     src = ("-i", str(source))
     mp3 = ("-c:a", "libmp3lame", "-b:a")
     fades = ("-af", "afade=t=in:st=0:d=1.5,afade=t=out:st=28.5:d=1.5")

@@ -489,23 +489,34 @@ def _metrical_level(envs: list[np.ndarray], lows: list[np.ndarray], sr: int, bpm
     (bench/analysis_music.py, sets independent of the benchmark's), weighs them.
     Returns (bpm, beat contrast at that level, probability that the chosen level is right).
     """
-    slow = bpm0
-    while slow >= 2 * LEVEL_SPLIT_BPM:
-        slow /= 2
-    while slow < LEVEL_SPLIT_BPM:
-        slow *= 2
+    slow = slow_pulse(bpm0)
     x = level_feature_vector(envs, lows, sr, slow)
-    p_fast = float(1.0 / (1.0 + np.exp(-(((x - _LEVEL_MEAN) / _LEVEL_STD) @ _LEVEL_WEIGHTS + _LEVEL_BIAS))))
+    p_fast = float(fast_level_probability(x))
     # Beat contrast: at one of the two levels the beats must stand out from the points half-way between
     # them (speech and noise have no level where they do). x[1], x[5]: half-beat strength at S and at F.
     contrast = max(0.0, 1.0 - min(x[1], x[5]))
     return (2 * slow, contrast, p_fast) if p_fast >= 0.5 else (slow, contrast, 1.0 - p_fast)
 
 
+def slow_pulse(bpm: float) -> float:
+    """The octave of a pulse in [LEVEL_SPLIT_BPM, 2 * LEVEL_SPLIT_BPM): the slow level S."""
+    while bpm >= 2 * LEVEL_SPLIT_BPM:
+        bpm /= 2
+    while bpm < LEVEL_SPLIT_BPM:
+        bpm *= 2
+    return bpm
+
+
+def fast_level_probability(x: np.ndarray) -> np.ndarray:
+    """The level model: probability that the fast level F is the one played, per feature vector (row)."""
+    return 1.0 / (1.0 + np.exp(-(((x - _LEVEL_MEAN) / _LEVEL_STD) @ _LEVEL_WEIGHTS + _LEVEL_BIAS)))
+
+
 def level_feature_vector(envs: list[np.ndarray], lows: list[np.ndarray], sr: int, slow: float) -> np.ndarray:
     """The level model's input for a slow pulse S (its double is F), clipped, before standardising:
     the beat profiles at S and at F, log2(S / 85), and the periodicities of `_pulse_features`.
-    Public for bench/fit_tempo_level.py, which refits the model on it."""
+    Public, with `slow_pulse` and `fast_level_probability`, for bench/fit_tempo_level.py, which refits
+    the model on it."""
     fs, ff = _level_features(envs, lows, sr, slow), _level_features(envs, lows, sr, 2 * slow)
     x = np.array([*fs, *ff, np.log2(slow / 85.0), *_pulse_features(envs, lows, sr, slow)])
     return np.minimum(x, LEVEL_FEATURE_CLIP)
@@ -621,9 +632,9 @@ def _estimate_key(excerpts: list[np.ndarray], sr: int, bpm: float | None, from_s
     tuning = round(tuning / TUNING_STEP) * TUNING_STEP
     harmonic_energy, total_energy = np.zeros(2), np.zeros(2)  # [bass register, above it]
     spectrograms = []
+    bass = 12 * BASS_OCTAVES
     for semis in _semitone_spectrograms(excerpts, sr, tuning):
         harm = _harmonic(semis)
-        bass = 12 * BASS_OCTAVES
         harmonic_energy += [np.sum(harm[:bass] ** 2), np.sum(harm[bass:] ** 2)]
         total_energy += [np.sum(semis[:bass] ** 2), np.sum(semis[bass:] ** 2)]
         # Mild compression so a few loud notes do not outvote the harmony.

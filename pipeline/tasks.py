@@ -3,8 +3,7 @@
 `media` does the heavy work in one scratch directory, so the raw file is downloaded once and the
 analysis PCM never leaves the machine: probe (ffprobe, mutagen, policy, cover), transcode (one ffmpeg
 decode for every full-length rendition, the PCM and the loudness, then the preview) and analyze (BPM,
-key). Its
-parts are logged as steps of their own. Steps pass a small `Job` (ids, object keys, metadata) through
+key). Its parts are logged as steps of their own. Steps pass a small `Job` (ids, object keys, metadata) through
 the broker, never file contents. Every step first checks that its job still owns the upload, so a
 stale or duplicated chain stops instead of writing.
 """

@@ -67,6 +67,19 @@ def test_true_peak_is_found_between_the_samples(tmp_path: Path) -> None:
     assert loudness.true_peak_dbtp == pytest.approx(-6.02, abs=0.3)
 
 
+def test_surround_channels_are_weighted_as_bs1770_says(tmp_path: Path) -> None:
+    # The same tone in one channel of a 5.1 file: a rear channel counts 1.5 dB more than a front one, and
+    # the LFE not at all (so a file with sound only there measures as silence).
+    loudness = {}
+    for channel in ("FL", "BL", "LFE"):
+        path = tmp_path / f"{channel}.flac"
+        ffmpeg("-f", "lavfi", "-i", "sine=f=1000:r=48000:d=10", "-af", f"volume=-10dB,pan=5.1|{channel}=c0", str(path))
+        loudness[channel] = measure(path, tmp_path)
+    assert loudness["FL"].integrated_lufs is not None and loudness["BL"].integrated_lufs is not None
+    assert loudness["BL"].integrated_lufs - loudness["FL"].integrated_lufs == pytest.approx(1.5, abs=0.15)
+    assert loudness["LFE"].null_reason == REASON_SILENCE
+
+
 def test_silence_and_short_clips_get_no_value_they_cannot_have(tmp_path: Path) -> None:
     silent = tmp_path / "silent.wav"
     write_wav(silent, np.zeros((10 * 44100, 2)), 44100)
