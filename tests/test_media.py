@@ -13,20 +13,25 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ContentError, Outcome, Reason
+from pipeline.media.loudness import REASON_STREAM_CHANGED
 from pipeline.media.probe import probe
 from pipeline.media.profiles import RenditionProfile, load_profiles
 from pipeline.media.runner import ToolTimeout, run_tool
 from pipeline.media.transcode import (
     PCM_DTYPE,
     PCM_SAMPLE_RATE,
+    Rendition,
     check_rendition,
     choose_excerpt_start,
+    excerpt_command,
+    excerpt_source,
+    plan_output,
     second_energies,
     transcode,
 )
 from pipeline.samples import SampleTrack
 from pipeline.settings import REPO_ROOT
-from tests.media_tools import ffmpeg, ffprobe_json
+from tests.media_tools import ffmpeg, ffprobe_json, joined_stream, tone_changes_at
 
 PROFILES = load_profiles(REPO_ROOT / "config" / "renditions.toml")
 
@@ -246,10 +251,88 @@ def test_an_mp3_upload_within_the_bit_rate_is_copied_clean_and_seekable(
     result = transcode(source, info, PROFILES, tmp_path, timeout=120, excerpt_timeout=60, cpu_seconds=120)
     by_name = {r.profile: r for r in result.renditions}
     assert by_name["high"].copied and not by_name["low"].copied and not by_name["preview"].copied
-    assert by_name["high"].bit_rate == 192_000
+    assert by_name["high"].bit_rate == 192_000 and not result.stream_changed
     probed = ffprobe_json(by_name["high"].path)
     assert [s["codec_type"] for s in probed["streams"]] == ["audio"]  # the cover picture is gone
     assert not set(probed["format"].get("tags", {})) - {"encoder"}
     head = by_name["high"].path.read_bytes()[:4096]
     assert head[:3] != b"ID3" and (b"Info" in head or b"Xing" in head)  # no tag, seek header present
     assert float(probed["format"]["duration"]) == pytest.approx(40.0, abs=0.1)
+
+
+MP3_128K = ("-c:a", "libmp3lame", "-b:a", "128k")  # within `high`'s bit rate: copied, were it not for the join
+AAC_128K = ("-c:a", "aac", "-b:a", "128k")  # .aac: ADTS
+
+
+@pytest.mark.parametrize(
+    ("name", "rates", "codec_args"),
+    [
+        ("joined.mp3", (44100, 32000), MP3_128K),
+        ("joined.mp3", (44100, 48000), MP3_128K),
+        ("joined.aac", (44100, 48000), AAC_128K),
+    ],
+)
+def test_a_stream_that_changes_sample_rate_mid_way_makes_good_renditions(
+    tmp_path: Path, name: str, rates: tuple[int, int], codec_args: tuple[str, ...]
+) -> None:
+    # 20 s of a quiet 440 Hz tone, then 25 s of a loud 880 Hz one at another rate: the preview's window
+    # (the loudest 30 s) spans the join, which shows where in the audio the preview was cut.
+    parts = [(rates[0], 20.0, 440.0, 0.2), (rates[1], 25.0, 880.0, 1.0)]
+    source = joined_stream(tmp_path / name, parts, codec_args)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = transcode(source, probe_file(source), PROFILES, out, timeout=60, excerpt_timeout=60, cpu_seconds=60)
+    assert result.stream_changed and result.loudness.null_reason == REASON_STREAM_CHANGED
+    assert result.decoded_seconds == pytest.approx(45.0, abs=0.1)
+    by_name = {r.profile: r for r in result.renditions}
+    assert not any(r.copied for r in result.renditions)  # an MP3 source's `high` is encoded, never copied
+    expected = {"high": (320_000, 45.0, 44100), "low": (64_000, 45.0, 22050), "preview": (128_000, 30.0, 44100)}
+    for profile, (bit_rate, seconds, rate) in expected.items():
+        rendition = by_name[profile]
+        assert (rendition.bit_rate, rendition.sample_rate, rendition.channels) == (bit_rate, rate, 2), profile
+        assert rendition.duration_seconds == pytest.approx(seconds, abs=0.15), profile
+        probed = ffprobe_json(rendition.path)["streams"][0]
+        assert int(probed["sample_rate"]) == rate and float(probed["duration"]) == pytest.approx(seconds, abs=0.15)
+    # The preview starts where the analysis PCM says it does: the join is 20 s into the decoded audio.
+    preview = by_name["preview"]
+    assert 10 <= preview.start_seconds <= 19
+    assert tone_changes_at(preview.path, 660.0) == pytest.approx(20.0 - preview.start_seconds, abs=0.1)
+    assert tone_changes_at(by_name["high"].path, 660.0) == pytest.approx(20.0, abs=0.1)
+
+
+def test_mp3s_joined_at_the_same_parameters_are_still_copied(tmp_path: Path) -> None:
+    # A join as such changes nothing ffmpeg's filters see: only a change of rate, channels or sample format does.
+    source = joined_stream(tmp_path / "same.mp3", [(44100, 10.0, 440.0, 0.5), (44100, 10.0, 880.0, 0.5)], MP3_128K)
+    result = transcode(source, probe_file(source), PROFILES, tmp_path, timeout=60, excerpt_timeout=60, cpu_seconds=60)
+    by_name = {r.profile: r for r in result.renditions}
+    assert not result.stream_changed and result.loudness.integrated_lufs is not None
+    assert by_name["high"].copied and by_name["high"].duration_seconds == pytest.approx(20.0, abs=0.15)
+
+
+def test_a_changing_stream_is_planned_without_copies_and_cut_from_its_best_encoded_rendition(tmp_path: Path) -> None:
+    source = sine(tmp_path / "plain.mp3", 5, "-c:a", "libmp3lame", "-b:a", "128k")
+    info = probe_file(source)
+    high, low, preview = (next(p for p in PROFILES.profiles if p.name == name) for name in ("high", "low", "preview"))
+    assert plan_output(high, info).stream_copy
+    changed = plan_output(high, info, stream_changed=True)
+    assert not changed.stream_copy and (changed.bit_rate, changed.sample_rate) == (320_000, 44100)
+
+    def made(profile: str, bit_rate: int, copied: bool) -> Rendition:
+        return Rendition(profile=profile, path=tmp_path / f"{profile}.mp3", content_type="audio/mpeg", size_bytes=1,
+                         duration_seconds=5.0, codec="mp3", bit_rate=bit_rate, sample_rate=44100, channels=1,
+                         copied=copied)  # fmt: skip
+
+    full_length = (high, low)
+    assert excerpt_source([made("high", 320_000, False), made("low", 64_000, False)], full_length) == (
+        tmp_path / "high.mp3",
+        high,
+    )
+    assert excerpt_source([made("high", 128_000, True), made("low", 64_000, False)], full_length) == (
+        tmp_path / "low.mp3",
+        low,
+    )
+    assert excerpt_source([], full_length) is None
+    argv = excerpt_command(source, info, preview, 1.0, 3.0, tmp_path / "p.mp3", cut_from=(tmp_path / "high.mp3", high))
+    assert argv[argv.index("-i") + 1] == f"file:{tmp_path / 'high.mp3'}" and f"file:{source}" not in argv
+    # Read by its own muxer's demuxer, its only stream.
+    assert argv[argv.index("-f") + 1] == "mp3" and argv[argv.index("-filter_complex") + 1].startswith("[0:0]")

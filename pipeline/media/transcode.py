@@ -1,8 +1,17 @@
 """Renditions from one upload: one ffmpeg decode for every full-length rendition, the analysis PCM and the
-loudness measurement, then a short seek-and-encode per excerpt (the preview), each result checked."""
+loudness measurement, then a short seek-and-encode per excerpt (the preview), each result checked.
+
+An upload whose audio parameters change mid-stream (MP3s or ADTS streams of different sample rates joined
+byte-wise, chained Ogg) is told by that same decode: ffmpeg rebuilds its filters at each change, so the
+loudness filter prints more than one summary. Such a stream is never copied (a copy keeps the mixed frames,
+and its header's duration is wrong), and its timestamps cannot be trusted (a demuxer times every frame at
+the first part's rate), so its previews are cut from an encoded full-length rendition, whose timeline is
+the decoded samples', instead of by a seek into the source.
+"""
 
 import logging
 import re
+import time
 from pathlib import Path
 
 import ffmpeg
@@ -12,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import ContentError, Reason
-from pipeline.media.loudness import EBUR128_OPTIONS, Loudness, parse_ebur128_summary
+from pipeline.media.loudness import EBUR128_OPTIONS, REASON_STREAM_CHANGED, Loudness, parse_ebur128_summary
 from pipeline.media.probe import ALLOWED_DEMUXERS, ProbeResult
 from pipeline.media.profiles import RenditionProfile, RenditionSet
 from pipeline.media.runner import ToolError, ToolTimeout, run_tool
@@ -55,6 +64,7 @@ class TranscodeResult(BaseModel):
     pcm_path: Path  # mono s16le at PCM_SAMPLE_RATE, for analysis
     loudness: Loudness
     decoded_seconds: float  # the truth when a header lies (a truncated file declares its full length)
+    stream_changed: bool = False  # the audio's parameters change mid-stream (see the module's docstring)
 
 
 def transcode(
@@ -69,26 +79,43 @@ def transcode(
 ) -> TranscodeResult:
     pcm_path = out_dir / "analysis.s16le"
     full = {p.name: out_dir / f"{p.name}.{p.extension}" for p in profiles.full_length}
+    started = time.monotonic()
     log_text = _run(full_length_command(source, info, profiles.full_length, full, pcm_path), timeout, cpu_seconds)
     decoded_seconds = pcm_path.stat().st_size // PCM_DTYPE.itemsize / PCM_SAMPLE_RATE
     if decoded_seconds == 0:
         raise ContentError(Reason.DECODE_ERROR, "the audio stream decoded to nothing")
     loudness = parse_ebur128_summary(log_text, decoded_seconds)
+    changed = loudness.null_reason == REASON_STREAM_CHANGED
 
+    copies = tuple(p for p in profiles.full_length if plan_output(p, info).stream_copy)
+    if changed:
+        log.info("audio parameters change mid-stream: nothing copied, previews cut from a full-length rendition")
+    if changed and copies:
+        # A second decode, for such uploads only. It shares the full run's time limit, from which the media
+        # step's own limit is derived.
+        remaining = max(timeout - (time.monotonic() - started), 1.0)
+        _run(reencode_command(source, info, copies, full), remaining, cpu_seconds)
     renditions = [
-        check_rendition(full[p.name], p, info, expected_seconds=decoded_seconds) for p in profiles.full_length
+        check_rendition(full[p.name], p, info, expected_seconds=decoded_seconds, stream_changed=changed)
+        for p in profiles.full_length
     ]
+    cut_from = excerpt_source(renditions, profiles.full_length) if changed else None
     energy = second_energies(pcm_path, PCM_SAMPLE_RATE) if profiles.excerpts else np.zeros(0)
     for profile in profiles.excerpts:
         assert profile.duration_seconds is not None
         length = min(profile.duration_seconds, decoded_seconds)
         start = choose_excerpt_start(energy, length)
         target = out_dir / f"{profile.name}.{profile.extension}"
-        _run(excerpt_command(source, info, profile, start, length, target), excerpt_timeout, cpu_seconds)
+        argv = excerpt_command(source, info, profile, start, length, target, cut_from=cut_from)
+        _run(argv, excerpt_timeout, cpu_seconds)
         rendition = check_rendition(target, profile, info, expected_seconds=length)
         renditions.append(rendition.model_copy(update={"start_seconds": start}))
     return TranscodeResult(
-        renditions=tuple(renditions), pcm_path=pcm_path, loudness=loudness, decoded_seconds=decoded_seconds
+        renditions=tuple(renditions),
+        pcm_path=pcm_path,
+        loudness=loudness,
+        decoded_seconds=decoded_seconds,
+        stream_changed=changed,
     )
 
 
@@ -103,10 +130,13 @@ class OutputPlan(BaseModel):
     channels: int
 
 
-def plan_output(profile: RenditionProfile, info: ProbeResult) -> OutputPlan:
+def plan_output(profile: RenditionProfile, info: ProbeResult, *, stream_changed: bool = False) -> OutputPlan:
+    """`stream_changed`: the audio's parameters change mid-stream, so it is never copied (the probe describes
+    only its first part)."""
     source_rate = info.audio.bit_rate or info.bit_rate or 0
     copy = (
-        profile.copy_when_source_fits
+        not stream_changed
+        and profile.copy_when_source_fits
         and profile.duration_seconds is None
         and info.audio.codec == profile.probed_codec
         and 0 < source_rate <= profile.bitrate_kbps * 1000
@@ -121,17 +151,22 @@ def plan_output(profile: RenditionProfile, info: ProbeResult) -> OutputPlan:
 
 
 def _source(source: Path, info: ProbeResult, **input_options: float) -> ffmpeg.Stream:
-    # The demuxer is forced to what the probe found, so ffmpeg cannot be talked into another.
+    return _input(source, info.demuxer, info.audio.index, **input_options)
+
+
+def _input(path: Path, demuxer: str, stream_index: int, **input_options: float) -> ffmpeg.Stream:
+    # The demuxer is forced to what the probe found (or, for a rendition, to our own muxer's), so ffmpeg cannot
+    # be talked into another.
     # One decoder thread: a worker process is sized to one core, and N workers scale to N cores.
     stream = ffmpeg.input(
-        f"file:{source}",
-        f=info.demuxer,
+        f"file:{path}",
+        f=demuxer,
         protocol_whitelist="file",
         format_whitelist=",".join(ALLOWED_DEMUXERS),
         threads=1,
         **input_options,
     )
-    return stream[str(info.audio.index)]
+    return stream[str(stream_index)]
 
 
 def _encode_options(profile: RenditionProfile, plan: OutputPlan) -> dict[str, str | int]:
@@ -157,7 +192,7 @@ def full_length_command(
     pcm_path: Path,
 ) -> list[str]:
     audio = _source(source, info)
-    outputs = [audio.output(f"file:{targets[p.name]}", **_encode_options(p, plan_output(p, info))) for p in profiles]
+    outputs = _rendition_outputs(audio, info, profiles, targets, stream_changed=False)
     # The analysis PCM: mono, and a shorter resampling filter than swr's default (16 taps, not 32): the
     # analysis reads nothing near Nyquist, and this halves the branch's cost (5 % of the whole decode).
     pcm = audio.filter("aresample", osr=PCM_SAMPLE_RATE, ochl="mono", filter_size=16, phase_shift=8)
@@ -170,10 +205,53 @@ def full_length_command(
     return ffmpeg.merge_outputs(*outputs).global_args(*_LOUDNESS_LOG_ARGS).overwrite_output().compile()
 
 
-def excerpt_command(
-    source: Path, info: ProbeResult, profile: RenditionProfile, start: float, length: float, target: Path
+def reencode_command(
+    source: Path, info: ProbeResult, profiles: tuple[RenditionProfile, ...], targets: dict[str, Path]
 ) -> list[str]:
-    audio = _source(source, info, ss=round(start, 3), t=round(length, 3))
+    """Full-length renditions alone, encoded from one decode: what replaces a copy when the stream changes."""
+    outputs = _rendition_outputs(_source(source, info), info, profiles, targets, stream_changed=True)
+    return ffmpeg.merge_outputs(*outputs).global_args(*_GLOBAL_ARGS).overwrite_output().compile()
+
+
+def _rendition_outputs(
+    audio: ffmpeg.Stream,
+    info: ProbeResult,
+    profiles: tuple[RenditionProfile, ...],
+    targets: dict[str, Path],
+    *,
+    stream_changed: bool,
+) -> list[ffmpeg.nodes.OutputStream]:
+    plans = {p.name: plan_output(p, info, stream_changed=stream_changed) for p in profiles}
+    return [audio.output(f"file:{targets[p.name]}", **_encode_options(p, plans[p.name])) for p in profiles]
+
+
+def excerpt_source(
+    renditions: list[Rendition], profiles: tuple[RenditionProfile, ...]
+) -> tuple[Path, RenditionProfile] | None:
+    """The encoded full-length rendition with the highest bit rate (its file and profile), to cut excerpts
+    from when the source's timestamps cannot be trusted; None when there is none."""
+    by_name = {p.name: p for p in profiles}
+    encoded = [r for r in renditions if not r.copied and r.profile in by_name]
+    if not encoded:
+        return None
+    best = max(encoded, key=lambda r: r.bit_rate or 0)
+    return best.path, by_name[best.profile]
+
+
+def excerpt_command(
+    source: Path,
+    info: ProbeResult,
+    profile: RenditionProfile,
+    start: float,
+    length: float,
+    target: Path,
+    *,
+    cut_from: tuple[Path, RenditionProfile] | None = None,
+) -> list[str]:
+    """A seek-and-encode of `length` s from `start`: in the source, or in `cut_from`, a full-length rendition
+    of it (read back by its own muxer's demuxer), whose timeline is the decoded samples'."""
+    seek = {"ss": round(start, 3), "t": round(length, 3)}
+    audio = _source(source, info, **seek) if cut_from is None else _input(cut_from[0], cut_from[1].muxer, 0, **seek)
     fade = min(profile.fade_seconds, length / 4)
     if fade > 0:
         audio = audio.filter("afade", t="in", st=0, d=fade).filter("afade", t="out", st=length - fade, d=fade)
@@ -232,10 +310,12 @@ def choose_excerpt_start(energy: np.ndarray, length: float) -> float:
     return float(earliest + int(np.argmax(window_energy[earliest:])))
 
 
-def check_rendition(path: Path, profile: RenditionProfile, info: ProbeResult, *, expected_seconds: float) -> Rendition:
+def check_rendition(
+    path: Path, profile: RenditionProfile, info: ProbeResult, *, expected_seconds: float, stream_changed: bool = False
+) -> Rendition:
     """Reads an encoded file's MPEG headers back (mutagen: no process to start) and refuses it unless
     codec, bit rate, sample rate, channels and duration are what the plan says."""
-    plan = plan_output(profile, info)
+    plan = plan_output(profile, info, stream_changed=stream_changed)
     try:
         out = mutagen.mp3.MP3(path).info
     except mutagen.MutagenError as exc:
