@@ -108,8 +108,8 @@ def test_an_uploads_own_tags_cannot_forge_the_measurement(tmp_path: Path) -> Non
 
 def test_a_format_change_mid_stream_leaves_loudness_unmeasured(tmp_path: Path) -> None:
     # Two ADTS AAC streams at different sample rates, joined: ffmpeg restarts its filters at the change, so
-    # the measurement would cover only the second part. (The full-length renditions only: a seek into such a
-    # stream for the preview lands short of its mark.)
+    # the measurement would cover only the second part. The renditions are made all the same (the preview is
+    # cut from `high`: a seek into such a stream lands short of its mark).
     parts = []
     for rate, level in ((44100, -20.0), (48000, -30.0)):
         write_wav(tmp_path / f"{rate}.wav", stereo_sine([level], 10.0, rate=rate), rate)
@@ -118,10 +118,10 @@ def test_a_format_change_mid_stream_leaves_loudness_unmeasured(tmp_path: Path) -
     joined = tmp_path / "joined.aac"
     joined.write_bytes(b"".join(parts))
     info = probe(joined, timeout=20, cpu_seconds=20)
-    full_length = PROFILES.model_copy(update={"profiles": PROFILES.full_length})
-    result = transcode(joined, info, full_length, tmp_path, timeout=60, excerpt_timeout=60, cpu_seconds=60)
+    result = transcode(joined, info, PROFILES, tmp_path, timeout=60, excerpt_timeout=60, cpu_seconds=60)
     assert result.decoded_seconds == pytest.approx(20.0, abs=0.2)
     assert result.loudness.integrated_lufs is None and result.loudness.null_reason == REASON_STREAM_CHANGED
+    assert {r.profile: round(r.duration_seconds) for r in result.renditions} == {"high": 20, "low": 20, "preview": 20}
 
 
 def test_a_decode_error_is_reported_without_the_info_log(tmp_path: Path) -> None:
