@@ -17,7 +17,7 @@ from pipeline.samples import SampleTrack
 from pipeline.settings import Settings
 from pipeline.storage import get_store
 from pipeline.submit import Submitted, submit_file
-from tests.media_tools import ffmpeg, ffprobe_json
+from tests.media_tools import ffmpeg, ffprobe_json, joined_stream
 
 
 def wait_finished(settings: Settings, upload_ids: list[str], timeout: float = 240) -> dict[str, dict[str, Any]]:
@@ -101,6 +101,35 @@ def test_uploads_of_every_format_become_ready_songs(
     assert mp3["cover_image_key"] == f"covers/{mp3['song_id']}/{mp3['upload_id']}.png"
     cover = store.client.head_object(Bucket=settings.s3_bucket, Key=mp3["cover_image_key"])
     assert cover["ContentType"] == "image/png"
+
+
+def test_uploads_that_change_sample_rate_mid_stream_become_ready_songs(
+    settings: Settings, worker, tmp_path: Path
+) -> None:
+    # Two files of different sample rates joined byte-wise: MP3 (within `high`'s bit rate, so an ordinary one
+    # would be copied) and ADTS AAC. 20 s + 25 s each.
+    mp3 = ("-c:a", "libmp3lame", "-b:a", "128k")
+    joined = [
+        joined_stream(tmp_path / "joined.mp3", [(44100, 20.0, 440.0, 0.5), (32000, 25.0, 660.0, 0.5)], mp3),
+        joined_stream(
+            tmp_path / "joined.aac", [(44100, 20.0, 440.0, 0.5), (48000, 25.0, 660.0, 0.5)], ("-b:a", "128k")
+        ),
+    ]
+    sent = [submit_file(settings, path) for path in joined]
+    rows = wait_finished(settings, [s.upload_id for s in sent])
+    for path, one in zip(joined, sent, strict=True):
+        row = rows[one.upload_id]
+        assert (row["upload_status"], row["song_status"]) == ("done", "ready"), (path.name, row["error_message"])
+        meta = row["metadata"]
+        assert row["duration_seconds"] == 45 and meta["source"]["duration_seconds"] == pytest.approx(45, abs=0.1)
+        # Each part was measured on its own: no honest figure for the whole.
+        assert meta["loudness_lufs"] is None and meta["loudness_null_reason"] == "stream_changed"
+        assert not meta["renditions"]["high"]["copied"], path.name
+        expected = {"high": (320_000, 45.0), "low": (64_000, 45.0), "preview": (128_000, 30.0)}
+        for name, (bit_rate, seconds) in expected.items():
+            probed = ffprobe_object(settings, row["storage_keys"][name], tmp_path)
+            assert int(probed["streams"][0]["bit_rate"]) == bit_rate, (path.name, name)
+            assert float(probed["format"]["duration"]) == pytest.approx(seconds, abs=0.15), (path.name, name)
 
 
 def test_uploads_of_a_batch_finish_one_after_another(settings: Settings, worker, samples: list[SampleTrack]) -> None:
