@@ -43,10 +43,10 @@ def level_examples(seed: int, cache_root: Path) -> tuple[np.ndarray, np.ndarray]
     seen: list[tuple[np.ndarray, float]] = []
     level = analysis._metrical_level
 
-    def record(envs: list[np.ndarray], lows: list[np.ndarray], sr: int, bpm0: float) -> tuple[float, float, float]:
+    def record(onsets: analysis.Onsets, sr: int, bpm0: float) -> tuple[float, float, float]:
         slow = analysis.slow_pulse(bpm0)
-        seen.append((analysis.level_feature_vector(envs, lows, sr, slow), slow))
-        return level(envs, lows, sr, bpm0)
+        seen.append((analysis.level_feature_vector(onsets, sr, slow), slow))
+        return level(onsets, sr, bpm0)
 
     xs, ys = [], []
     analysis._metrical_level = record

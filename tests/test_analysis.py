@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -251,7 +252,7 @@ def test_to_metadata_and_frozen() -> None:
     assert set(meta) == {"bpm", "bpm_confidence", "key", "tonic", "mode", "camelot", "key_confidence",
                          "analysis_version"}  # fmt: skip
     # v4: loudness beside; drums alone get no key; no stand-in metrical level that the model rules out
-    assert meta["analysis_version"] == analysis.ANALYSIS_VERSION == 4
+    assert meta["analysis_version"] == analysis.ANALYSIS_VERSION == 5
     assert meta["camelot"] == "8A"
     with pytest.raises(pydantic.ValidationError):
         r.bpm = 1.0  # type: ignore[misc]
@@ -325,3 +326,34 @@ def test_write_wav_roundtrip(tmp_path: Path) -> None:
     assert (info.samplerate, info.channels, info.subtype) == (22050, 2, "PCM_16")
     back, _ = sf.read(str(path), dtype="float32")
     assert np.max(np.abs(back - a)) < 1e-4
+
+
+def breakbeat_salience(bpm: float) -> Callable[[float], float]:
+    """Onset autocorrelation (as `_estimate_tempo` reads it) of 30 s of a breakbeat at `bpm`: kicks on 1,
+    the "and" of 2 and the "and" of 3, snares on 2 and 4, eighth hats; each onset smeared over a few
+    frames as an onset envelope is."""
+    fps = analysis.ANALYSIS_SAMPLE_RATE / analysis.HOP
+    beat = fps * 60.0 / bpm
+    env = np.zeros(int(30 * fps))
+    hits = [(0.0, 1.0), (1.0, 0.8), (1.5, 1.0), (2.5, 1.0), (3.0, 0.8)] + [(k / 2, 0.3) for k in range(8)]
+    for bar in range(int(env.size / beat / 4) + 1):
+        for pos, strength in hits:
+            frame = round((4 * bar + pos) * beat)
+            if frame < env.size:
+                env[frame] += strength
+    env = np.convolve(env, [0.25, 0.5, 1.0, 0.6, 0.3, 0.15], mode="same")
+    acf = analysis._normalised_acf(env)
+    assert acf is not None
+    return lambda b: float(np.interp(fps * 60.0 / b, np.arange(acf.size), acf))
+
+
+@pytest.mark.parametrize("bpm", [100.0, 130.0, 160.0, 175.0])
+def test_a_breakbeats_syncopation_is_not_taken_for_its_pulse(bpm: float) -> None:
+    # The kicks a beat and a half apart make that lag the strongest single periodicity (2/3 of the tempo);
+    # the pulse must be found in the tempo's octave (the metrical level is chosen afterwards).
+    salience = breakbeat_salience(bpm)
+    slow = analysis.slow_pulse(bpm)
+    assert abs(analysis.slow_pulse(analysis._strongest_pulse(salience)) - slow) / slow < 0.02
+    grid = np.arange(analysis.MIN_BPM, analysis.MAX_BPM + 0.01, 0.5)
+    single_lag = grid[np.argmax([salience(b) * np.exp(-0.5 * (np.log2(b / 120) / 1.5) ** 2) for b in grid])]
+    assert abs(single_lag - bpm * 2 / 3) / bpm < 0.02  # what the pattern offers at a single lag
