@@ -357,3 +357,27 @@ def test_a_breakbeats_syncopation_is_not_taken_for_its_pulse(bpm: float) -> None
     grid = np.arange(analysis.MIN_BPM, analysis.MAX_BPM + 0.01, 0.5)
     single_lag = grid[np.argmax([salience(b) * np.exp(-0.5 * (np.log2(b / 120) / 1.5) ** 2) for b in grid])]
     assert abs(single_lag - bpm * 2 / 3) / bpm < 0.02  # what the pattern offers at a single lag
+
+
+def test_the_hat_grid_tells_a_half_time_groove_from_sixteenths_at_the_slow_pulse() -> None:
+    # High-band envelopes of 20 s of hats under a slow pulse of 85 BPM: sixteenths of 170 BPM (a half-time
+    # groove, annotated at 170) put hats on every 32nd-note position of 85; sixteenths of 85 leave them empty.
+    fps = analysis.ANALYSIS_SAMPLE_RATE / analysis.HOP
+    period = fps * 60.0 / 85.0
+    beats = np.arange(0, 20 * fps - period, period).round().astype(int)
+
+    def hats(per_beat: int) -> np.ndarray:
+        env = np.zeros(int(20 * fps))
+        for k in range(int(env.size / period * per_beat)):
+            frame = round(k * period / per_beat)
+            if frame < env.size:
+                env[frame] = 1.0 if k % per_beat == 0 else 0.6
+        return env
+
+    def grid(per_beat: int) -> list[float]:
+        env = hats(per_beat)
+        return analysis._hat_grid_features(analysis.Onsets([env], [env * 0], [env]), [beats])
+
+    half_time, sixteenths = grid(8), grid(4)
+    assert half_time[2] > np.log(0.3) and sixteenths[2] == pytest.approx(np.log(0.01))
+    assert half_time[1] == pytest.approx(sixteenths[1], abs=0.1)  # both have hats on the 16th positions
