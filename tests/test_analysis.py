@@ -196,6 +196,22 @@ def test_sustained_chord_has_key_but_no_tempo() -> None:
     assert r.key == "A minor"
 
 
+@pytest.mark.parametrize("seconds_per_chord", [2.0, 2.5])
+def test_a_pad_whose_chords_change_every_few_seconds_has_no_tempo(seconds_per_chord: float) -> None:
+    # Slow chord changes repeat at two and four times a beat-like period: that must not make it a pulse.
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds_per_chord * SR)) / SR
+    fade = np.minimum(t / 0.3, 1.0) * np.exp(-t / 6)
+    chords = [(60, 64, 67), (57, 60, 64), (53, 57, 60), (55, 59, 62)]  # C Am F G
+    pad = [
+        fade * sum(np.sin(2 * np.pi * 440 * 2 ** ((m - 69) / 12) * t + rng.uniform(0, 6)) for m in chords[i % 4])
+        for i in range(int(30 / seconds_per_chord))
+    ]
+    r = analyze_pcm((0.2 * np.concatenate(pad)).astype(np.float32))
+    assert (r.bpm, r.bpm_confidence, r.bpm_null_reason) == (None, None, "no_rhythm"), r
+    assert r.key == "C major"
+
+
 def test_lone_tone_key_is_ambiguous() -> None:
     tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(5 * SR) / SR)  # A: A major? A minor? D? E?
     r = analyze_pcm(tone.astype(np.float32))
@@ -347,11 +363,13 @@ def breakbeat_salience(bpm: float) -> Callable[[float], float]:
     return lambda b: float(np.interp(fps * 60.0 / b, np.arange(acf.size), acf))
 
 
-@pytest.mark.parametrize("bpm", [100.0, 130.0, 160.0, 175.0])
+@pytest.mark.parametrize("bpm", [100.0, 130.0, 160.0])
 def test_a_breakbeats_syncopation_is_not_taken_for_its_pulse(bpm: float) -> None:
     # The kicks a beat and a half apart make that lag the strongest single periodicity (2/3 of the tempo);
-    # the pulse must be found in the tempo's octave (the metrical level is chosen afterwards).
+    # the pulse must be found in the tempo's octave (the metrical level is chosen afterwards), as long as
+    # the beat is clearly periodic itself (at 175 BPM this envelope's beat falls just short: 0.49).
     salience = breakbeat_salience(bpm)
+    assert salience(bpm) >= analysis.MIN_MULTIPLE_CREDIT
     slow = analysis.slow_pulse(bpm)
     assert abs(analysis.slow_pulse(analysis._strongest_pulse(salience)) - slow) / slow < 0.02
     grid = np.arange(analysis.MIN_BPM, analysis.MAX_BPM + 0.01, 0.5)
