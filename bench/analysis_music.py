@@ -28,12 +28,14 @@ The tools are Debian packages (`fluidsynth`, `fluid-soundfont-gm`, `espeak-ng`, 
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -543,3 +545,22 @@ def build_set(n_music: int = 120, seed: int = 1, quick: bool = False) -> list[Ca
 
 def cache_dir_for(root: Path, seed: int) -> Path:
     return root / f"v{GENERATOR_VERSION}-seed{seed}"
+
+
+def fit_arguments(description: str) -> argparse.ArgumentParser:
+    """The command line of the model-fitting scripts (bench/fit_*.py): training and held-out seeds."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", type=int, nargs="+", default=[2, 3])
+    ap.add_argument("--test", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/analysis-bench"))
+    return ap
+
+
+def parse_fit_arguments(ap: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse `fit_arguments`, refuse a seed both trained and tested on, and get the renderers ready."""
+    args = ap.parse_args()
+    if set(args.train) & set(args.test):
+        ap.error("a seed cannot be in --train and --test")
+    warnings.filterwarnings("ignore", category=UserWarning)  # librosa on pitchless or beatless songs
+    ensure_tools()
+    return args

@@ -19,10 +19,8 @@ Keep the seeds you report accuracy on (bench/analysis_accuracy.py) out of --trai
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import warnings
 from pathlib import Path
 
 for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -70,11 +68,8 @@ def key_examples(seed: int, cache_root: Path) -> dict[str, Examples]:
     analysis._key_features = record
     try:
         for case in cases:
-            path = music.pcm_path(case, cache)
-            if not path.exists():
-                music.render(case, cache)
-            pcm = music.load(path)
-            bar = 4 * 60.0 / (case.bpm or 90.0) * music.SR  # samples; pads are written at 90 BPM
+            pcm = music.load(music.render(case, cache))
+            bar = 4 * 60.0 / (case.bpm or 120.0) * music.SR  # samples; pads play at MIDI's default 120 BPM
             cut = int(rng.uniform(0.5, 3.5) * bar)
             for view, samples in (("start", pcm), ("cut", pcm[cut:])):
                 seen.clear()
@@ -131,15 +126,7 @@ def scores_line(label: str, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train", type=int, nargs="+", default=[2, 3])
-    ap.add_argument("--test", type=int, nargs="+", default=[1, 4])
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/analysis-bench"))
-    args = ap.parse_args()
-    if set(args.train) & set(args.test):
-        ap.error("a seed cannot be in --train and --test")
-    warnings.filterwarnings("ignore", category=UserWarning)
-    music.ensure_tools()
+    args = music.parse_fit_arguments(music.fit_arguments(__doc__))
     analysis.warm_up()
 
     train = [key_examples(seed, args.cache) for seed in args.train]

@@ -15,10 +15,8 @@ Keep the seeds you report accuracy on (bench/analysis_accuracy.py) out of --trai
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import warnings
 from pathlib import Path
 
 for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -52,11 +50,8 @@ def level_examples(seed: int, cache_root: Path) -> tuple[np.ndarray, np.ndarray]
     analysis._metrical_level = record
     try:
         for case in cases:
-            path = music.pcm_path(case, cache)
-            if not path.exists():
-                music.render(case, cache)
             seen.clear()
-            analysis.analyze_pcm(music.load(path))
+            analysis.analyze_pcm(music.load(music.render(case, cache)))
             if not seen:
                 continue  # no pulse: nothing for the level model to decide
             x, slow = seen[0]
@@ -74,19 +69,12 @@ def current_model(x: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train", type=int, nargs="+", default=[2, 3])
-    ap.add_argument("--test", type=int, nargs="+", default=[1, 4])
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/analysis-bench"))
+    ap = music.fit_arguments(__doc__)
     ap.add_argument("-C", type=float, default=1.0, help="inverse L2 strength")
-    args = ap.parse_args()
-    if set(args.train) & set(args.test):
-        ap.error("a seed cannot be in --train and --test")
-    warnings.filterwarnings("ignore", category=UserWarning)
+    args = music.parse_fit_arguments(ap)
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
 
-    music.ensure_tools()
     analysis.warm_up()
     train = [level_examples(seed, args.cache) for seed in args.train]
     x = np.concatenate([t[0] for t in train])
