@@ -75,8 +75,9 @@ _LEVEL_BIAS = 0.4307
 PULSE_FULL_CONFIDENCE = 0.8  # pulse quality (clarity x regularity x contrast) that counts as certain
 MIN_PULSE_CLARITY = 0.2  # autocorrelation of the onset envelope at the beat period; noise sits near 0
 # A period's own autocorrelation from which its multiples (half bar, bar) count for it: pads' chord changes
-# lent 60 or 120 BPM an answer on 5 of 16 pads at 0.2, on 1 at 0.5 (v4 too gave that one a tempo); tempo Accuracy1 over seeds
-# 1 and 4-8 0.956 at 0.2, 0.951 at 0.5, 0.949 at 0.6.
+# lent 60 or 120 BPM an answer on 5 of 16 pads at 0.2, on 1 at 0.5 (v4 too gave that one a tempo); tempo
+# Accuracy1 over seeds 1 and 4-8: 0.956 at 0.2, 0.951 at 0.5, 0.949 at 0.6. (The level model below was
+# fitted at 0.2.)
 MIN_MULTIPLE_CREDIT = 0.5
 MIN_ONSET_STD = 0.2  # onset-envelope spread at the working level: drones ~0.05, noisy mixes ~0.4+
 # The pulse counts as fully marked from a beat-to-offbeat onset contrast of 1 / CONTRAST_GAIN. Not 1.5:
