@@ -399,3 +399,22 @@ def test_the_hat_grid_tells_a_half_time_groove_from_sixteenths_at_the_slow_pulse
     half_time, sixteenths = grid(8), grid(4)
     assert half_time[2] > np.log(0.3) and sixteenths[2] == pytest.approx(np.log(0.01))
     assert half_time[1] == pytest.approx(sixteenths[1], abs=0.1)  # both have hats on the 16th positions
+
+
+def test_an_overdriven_minor_chord_is_heard_as_minor(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An overdriven A minor triad: each note's 3rd and 5th harmonics are as loud as the note, so the root's
+    # 5th harmonic (C#, a major third) sounds beside the chord's C. Chord templates without overtones
+    # blur it towards A major and C major; the templates of the analysis expect them.
+    partials = {1: 1.0, 2: 0.6, 3: 0.8, 4: 0.4, 5: 0.9, 6: 0.3}
+    chroma = np.zeros((12, 1))
+    for note in (9, 0, 4):  # A C E
+        for k, level in partials.items():
+            chroma[(note + round(12 * np.log2(k))) % 12, 0] += level
+    a_minor = 12 + 9  # rows 12-23 are the minor triads by root
+
+    heard = analysis._chord_posteriors(chroma.copy())[:, 0]
+    assert int(np.argmax(heard)) == a_minor and heard[a_minor] > 0.7
+    monkeypatch.setattr(analysis, "CHORD_OVERTONES", 0.0)
+    monkeypatch.setattr(analysis, "_TRIAD_TEMPLATES", analysis._triad_templates())
+    bare = analysis._chord_posteriors(chroma.copy())[:, 0]
+    assert bare[a_minor] < heard[a_minor] - 0.1
