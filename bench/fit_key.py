@@ -33,6 +33,7 @@ from scipy.optimize import minimize  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import analysis_accuracy as accuracy  # noqa: E402
 import analysis_music as music  # noqa: E402
 
 from pipeline import analysis  # noqa: E402
@@ -42,6 +43,10 @@ L2 = 1e-3  # per song: keeps weights of useless features near 0 without shrinkin
 
 def key_index(tonic: str, mode: str) -> int:
     return analysis.PITCH_CLASSES.index(tonic) + (12 if mode == "minor" else 0)
+
+
+def key_name(index: int) -> str:
+    return f"{analysis.PITCH_CLASSES[index % 12]} {'minor' if index >= 12 else 'major'}"
 
 
 Examples = tuple[list[dict[str, np.ndarray]], np.ndarray]
@@ -105,22 +110,17 @@ def fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return minimize(loss, np.ones(x.shape[1]), jac=True, method="L-BFGS-B").x
 
 
-def mirex(est: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Per song: exact 1, fifth 0.5, relative 0.3, parallel 0.2 (as bench/analysis_accuracy.py)."""
-    e_minor, t_minor = est >= 12, truth >= 12
-    e_pc, t_pc = est % 12, truth % 12
-    same_mode = e_minor == t_minor
-    fifth = same_mode & (((e_pc - t_pc) % 12 == 7) | ((e_pc - t_pc) % 12 == 5))
-    relative = ~same_mode & (np.where(t_minor, (e_pc - t_pc) % 12 == 3, (t_pc - e_pc) % 12 == 3))
-    parallel = ~same_mode & (e_pc == t_pc)
-    return np.select([est == truth, fifth, relative, parallel], [1.0, 0.5, 0.3, 0.2], 0.0)
+def mirex(est: np.ndarray, truth: np.ndarray) -> float:
+    """The MIREX weighted key score, as the accuracy benchmark scores it."""
+    classes = [accuracy.key_class(key_name(e), key_name(t)) for e, t in zip(est, truth, strict=True)]
+    return float(np.mean([accuracy.MIREX[c] for c in classes]))
 
 
 def scores_line(label: str, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> str:
     lp = log_softmax(np.einsum("f,sfk->sk", w, x))
     est = lp.argmax(axis=1)
     return (
-        f"{label} exact {(est == y).mean():.3f}  MIREX {mirex(est, y).mean():.3f}  "
+        f"{label} exact {(est == y).mean():.3f}  MIREX {mirex(est, y):.3f}  "
         f"log-loss {-lp[np.arange(len(y)), y].mean():.3f}"
     )
 

@@ -164,8 +164,8 @@ KEY_WEIGHTS_EXCERPTS = {"profile": 4.43, "chords": 6.73}
 CHORD_SHARPNESS = 8.0  # softmax gain on the template correlations (in [-1, 1]) of the 24 triads
 # The triad templates expect each note's 3rd and 5th harmonics at this share (the 5th at 0.6 of it): a
 # bright or overdriven instrument's A minor shows the root's 5th harmonic, C#, beside its C, which bare
-# templates take for A major (seed 8's E Dorian on an overdriven guitar was called E major at 0.92, all of
-# it from the chord evidence). Chosen on
+# templates take for A major (seed 8's E Dorian on an overdriven guitar was called E major at 0.92, most
+# of it from the chord evidence). Chosen on
 # held-out seeds 6 and 7 (bench/fit_key.py --train 2 3 --test 6 7, key exact from the start / from a cut):
 # 0 (v4): 0.902 / 0.779 and 0.909 / 0.793; 0.15: 0.926 / 0.803 and 0.942 / 0.810; 0.3: 0.926 / 0.713 and
 # 0.934 / 0.802; 0.5: 0.910 / 0.656 and 0.868 / 0.736.
@@ -421,9 +421,9 @@ class Onsets:
 
 def _onset_envelopes(excerpts: list[np.ndarray], sr: int) -> Onsets:
     onsets = Onsets([], [], [])
+    k = int(np.searchsorted(librosa.mel_frequencies(n_mels=N_MELS, fmax=sr / 2), LOW_BAND_HZ))
     for y in excerpts:  # one mel spectrogram serves all three
         s = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, hop_length=HOP, n_mels=N_MELS))
-        k = int(np.searchsorted(librosa.mel_frequencies(n_mels=N_MELS, fmax=sr / 2), LOW_BAND_HZ))
         low, high = librosa.onset.onset_strength_multi(S=s, sr=sr, hop_length=HOP, channels=[0, k, N_MELS])
         onsets.full.append((k * low + (N_MELS - k) * high) / N_MELS)
         onsets.low.append(low)
