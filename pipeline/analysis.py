@@ -27,8 +27,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy.ndimage import median_filter
 
+from pipeline import tempo_level_model as level_model
+
 ANALYSIS_SAMPLE_RATE = 22050
-ANALYSIS_VERSION = 5  # bump when results change, so the catalog can be re-analysed
+ANALYSIS_VERSION = 6  # bump when results change, so the catalog can be re-analysed
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _FLATS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#", "Cb": "B", "Fb": "E"}
@@ -53,31 +55,22 @@ HOP = 512
 MIN_BPM, MAX_BPM = 40.0, 240.0
 N_MELS = 128
 LOW_BAND_HZ = 3000.0  # onset envelope below this: kick, snare body, bass, chords; not hats or cymbals
+# Onset sub-bands below LOW_BAND_HZ (edges in Hz): kick and bass, low mids (snare body, toms, chords),
+# snare crack, upper mids; the band above LOW_BAND_HZ (hats, cymbals) is the fifth.
+ONSET_BAND_EDGES_HZ = (150.0, 800.0, 2000.0, LOW_BAND_HZ)
+# Lags, in beats of the slow pulse S, at which the level model reads each band's periodicity: from a
+# 32nd note to two beats, with the dotted values between, which tell a grid of 32nds from one of 16ths.
+BAND_LAGS_BEATS = (1 / 8, 3 / 16, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1.0, 3 / 2, 2.0)
 # Metrical level: a slow pulse in [60, 120) BPM or its double, chosen by a logistic model on beat-profile
-# ratios and periodicities (see `_metrical_level`), fitted on generated sets independent of the
-# benchmark's (bench/analysis_music.py, seeds 2 and 3, 240 songs).
+# ratios and periodicities (see `_metrical_level`); its constants are in `pipeline.tempo_level_model`,
+# written by bench/fit_tempo_level.py from generated sets independent of the benchmark's.
 LEVEL_SPLIT_BPM = 60.0
-# Features: slow level (low-band half-beat, half-beat, 32nds, 16ths), the same at the fast level,
-# log2(slow BPM / 85), then `_pulse_features` and `_hat_grid_features`; all clipped at LEVEL_FEATURE_CLIP.
-# Refit with bench/fit_tempo_level.py --train 2 3 --test 1 4 5 6 7 8: level accuracy 10-fold
-# cross-validated 0.937, held out 0.975 / 1.000 / 0.950 / 0.942 / 0.950 / 0.950. The hat grid read
-# linearly, not as logarithms: 0.950 / 0.992 / 0.941 on seeds 1 / 4 / 5; without it, seed 4: 0.958.
-# The beat-profile ratios as logarithms too: 0.958 / 0.992 / 0.941 / 0.925 / 0.933 / 0.950. Trained on
-# seeds 2, 3, 6 and 7 (linear hat grid): no better on the held-out seeds than on 2 and 3.
 LEVEL_FEATURE_CLIP = 2.0
-_LEVEL_MEAN = np.array([0.5713, 0.5834, 0.1023, 0.218, 0.2808, 0.2755, 0.3029, 0.1314, -0.03986, 0.6872,
-                        0.4982, 0.6519, 0.4201, 0.6728, 0.07449, 1.02, -0.5995, -1.965, -2.917])  # fmt: skip
-_LEVEL_STD = np.array([0.2637, 0.2269, 0.0723, 0.1585, 0.2068, 0.1962, 0.09883, 0.103, 0.2042, 0.09334,
-                       0.2243, 0.1151, 0.2498, 0.0976, 0.2352, 0.3744, 0.5964, 1.155, 1.0])  # fmt: skip
-_LEVEL_WEIGHTS = np.array([0.5231, -0.1756, 0.74, 0.08597, 2.583, 0.1037, -1.787, 0.516, 0.5967, 0.8299,
-                           0.2933, -0.2066, 1.223, 0.6941, -0.2313, 0.4143, 0.1371, 1.038, 1.22])  # fmt: skip
-_LEVEL_BIAS = 0.4307
 PULSE_FULL_CONFIDENCE = 0.8  # pulse quality (clarity x regularity x contrast) that counts as certain
 MIN_PULSE_CLARITY = 0.2  # autocorrelation of the onset envelope at the beat period; noise sits near 0
 # A period's own autocorrelation from which its multiples (half bar, bar) count for it: pads' chord changes
 # lent 60 or 120 BPM an answer on 5 of 16 pads at 0.2, on 1 at 0.5 (v4 too gave that one a tempo); tempo
-# Accuracy1 over seeds 1 and 4-8: 0.956 at 0.2, 0.951 at 0.5, 0.949 at 0.6. (The level model below was
-# fitted at 0.2.)
+# Accuracy1 over seeds 1 and 4-8: 0.956 at 0.2, 0.951 at 0.5, 0.949 at 0.6 (with the v5 level model).
 MIN_MULTIPLE_CREDIT = 0.5
 MIN_ONSET_STD = 0.2  # onset-envelope spread at the working level: drones ~0.05, noisy mixes ~0.4+
 # The pulse counts as fully marked from a beat-to-offbeat onset contrast of 1 / CONTRAST_GAIN. Not 1.5:
@@ -407,27 +400,35 @@ def _normalise(y: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Onsets:
     """Onset-strength envelopes, one per excerpt: over all mel bands (as `librosa.onset.onset_strength`),
-    below LOW_BAND_HZ and above it.
+    below LOW_BAND_HZ and above it, and in the sub-bands of ONSET_BAND_EDGES_HZ (an array per excerpt,
+    one row per band, the last being the one above LOW_BAND_HZ).
 
     The low/mid band holds kick, snare body, bass and chords: it tells the backbeat from the subdivisions.
     The high band holds hi-hats and cymbals, whose grid (eighths or sixteenths of the beat played) the
-    low band's backbeat leaves open.
+    low band's backbeat leaves open. The sub-bands keep kick and snare apart: a backbeat at S repeats in
+    each of them every other beat, one at 2S every beat.
     """
 
     full: list[np.ndarray]
     low: list[np.ndarray]
     high: list[np.ndarray]
+    bands: list[np.ndarray]
 
 
 def _onset_envelopes(excerpts: list[np.ndarray], sr: int) -> Onsets:
-    onsets = Onsets([], [], [])
-    k = int(np.searchsorted(librosa.mel_frequencies(n_mels=N_MELS, fmax=sr / 2), LOW_BAND_HZ))
-    for y in excerpts:  # one mel spectrogram serves all three
+    mel_hz = librosa.mel_frequencies(n_mels=N_MELS, fmax=sr / 2)
+    edges = [0, *(int(np.searchsorted(mel_hz, hz)) for hz in ONSET_BAND_EDGES_HZ), N_MELS]
+    widths = np.diff(edges)
+    n_low = len(ONSET_BAND_EDGES_HZ)  # the sub-bands below LOW_BAND_HZ
+    onsets = Onsets([], [], [], [])
+    for y in excerpts:  # one mel spectrogram serves them all
         s = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, hop_length=HOP, n_mels=N_MELS))
-        low, high = librosa.onset.onset_strength_multi(S=s, sr=sr, hop_length=HOP, channels=[0, k, N_MELS])
-        onsets.full.append((k * low + (N_MELS - k) * high) / N_MELS)
-        onsets.low.append(low)
-        onsets.high.append(high)
+        bands = librosa.onset.onset_strength_multi(S=s, sr=sr, hop_length=HOP, channels=edges)
+        # Each band is the mean over its mel bins, so width-weighted means give the wider envelopes.
+        onsets.full.append(widths @ bands / N_MELS)
+        onsets.low.append(widths[:n_low] @ bands[:n_low] / widths[:n_low].sum())
+        onsets.high.append(bands[n_low])
+        onsets.bands.append(bands)
     return onsets
 
 
@@ -575,20 +576,39 @@ def slow_pulse(bpm: float) -> float:
 
 def fast_level_probability(x: np.ndarray) -> np.ndarray:
     """The level model: probability that the fast level F is the one played, per feature vector (row)."""
-    return 1.0 / (1.0 + np.exp(-(((x - _LEVEL_MEAN) / _LEVEL_STD) @ _LEVEL_WEIGHTS + _LEVEL_BIAS)))
+    z = (x - level_model.MEAN) / level_model.STD
+    return 1.0 / (1.0 + np.exp(-(z @ level_model.WEIGHTS + level_model.BIAS)))
 
 
 def level_feature_vector(onsets: Onsets, sr: int, slow: float) -> np.ndarray:
     """The level model's input for a slow pulse S (its double is F), clipped, before standardising:
-    the beat profiles at S and at F, log2(S / 85), the periodicities of `_pulse_features` and the hat grid
-    of `_hat_grid_features`. Public, with `slow_pulse` and `fast_level_probability`, for
-    bench/fit_tempo_level.py, which refits the model on it."""
+    the beat profiles at S and at F, log2(S / 85), the periodicities of `_pulse_features`, the hat grid
+    of `_hat_grid_features` and the sub-band periodicities of `_band_periodicity_features`. Public, with
+    `slow_pulse` and `fast_level_probability`, for bench/fit_tempo_level.py, which refits the model on it."""
     at_slow, at_fast = _track(onsets.full, sr, slow), _track(onsets.full, sr, 2 * slow)
     x = np.array([
         *_level_features(onsets, at_slow), *_level_features(onsets, at_fast), np.log2(slow / 85.0),
         *_pulse_features(onsets, sr, slow), *_hat_grid_features(onsets, at_slow),
+        *_band_periodicity_features(onsets, sr, slow),
     ])  # fmt: skip
     return np.minimum(x, LEVEL_FEATURE_CLIP)
+
+
+def _band_periodicity_features(onsets: Onsets, sr: int, slow: float) -> list[float]:
+    """The autocorrelation of each onset sub-band at BAND_LAGS_BEATS beats of the slow pulse S.
+
+    Summed over bands, kick and snare alternating every beat of S look like one pulse at S; apart, a
+    backbeat at S repeats every other beat and one at 2S every beat. The hats' band tells a grid of
+    32nds of S (a half-time groove at 2S) from 16ths by its periodicity at an eighth of a beat against
+    three sixteenths. Being autocorrelations, these do not depend on where the beat tracker put the
+    beats, nor on how loud a kit's hats are against its snare, as the beat profiles do.
+    """
+    fps = sr / HOP
+    out = []
+    for band in range(len(ONSET_BAND_EDGES_HZ) + 1):
+        at = _pooled_acf([b[band] for b in onsets.bands], fps)
+        out += [at(slow / lag) for lag in BAND_LAGS_BEATS]
+    return out
 
 
 def _pulse_features(onsets: Onsets, sr: int, slow: float) -> list[float]:

@@ -268,7 +268,7 @@ def test_to_metadata_and_frozen() -> None:
     assert set(meta) == {"bpm", "bpm_confidence", "key", "tonic", "mode", "camelot", "key_confidence",
                          "analysis_version"}  # fmt: skip
     # v4: loudness beside; drums alone get no key; no stand-in metrical level that the model rules out
-    assert meta["analysis_version"] == analysis.ANALYSIS_VERSION == 5
+    assert meta["analysis_version"] == analysis.ANALYSIS_VERSION == 6
     assert meta["camelot"] == "8A"
     with pytest.raises(pydantic.ValidationError):
         r.bpm = 1.0  # type: ignore[misc]
@@ -393,11 +393,45 @@ def test_the_hat_grid_tells_a_half_time_groove_from_sixteenths_at_the_slow_pulse
 
     def grid(per_beat: int) -> list[float]:
         env = hats(per_beat)
-        return analysis._hat_grid_features(analysis.Onsets([env], [env * 0], [env]), [beats])
+        return analysis._hat_grid_features(analysis.Onsets([env], [env * 0], [env], []), [beats])
 
     half_time, sixteenths = grid(8), grid(4)
     assert half_time[2] > np.log(0.3) and sixteenths[2] == pytest.approx(np.log(0.01))
     assert half_time[1] == pytest.approx(sixteenths[1], abs=0.1)  # both have hats on the 16th positions
+
+
+def test_band_periodicities_tell_a_backbeat_at_the_slow_pulse_from_one_at_its_double() -> None:
+    # Onset envelopes per band under a slow pulse S of 80 BPM: rock at 80 (kick on 1 and 3, snare on 2
+    # and 4, sixteenth hats), rock at 160 (kick and snare each once per beat of S, eighth hats of 160)
+    # and a half-time groove at 160 (kick and snare as rock at 80, sixteenth hats of 160). Summed, kick and
+    # snare make one pulse at S in all three; apart, they repeat every beat only in rock at 160, and only
+    # the half-time groove has hats on every 32nd note of S.
+    fps = analysis.ANALYSIS_SAMPLE_RATE / analysis.HOP
+    beat = fps * 60.0 / 80.0
+    frames = int(30 * fps)
+
+    def strikes(offset: float, every: float) -> np.ndarray:
+        env = np.zeros(frames)
+        for frame in np.arange(offset * beat, frames - 3, every * beat).round().astype(int):
+            env[frame : frame + 3] += (1.0, 0.5, 0.2)  # an onset's rise and decay over a few frames
+        return env
+
+    def features(kick: np.ndarray, snare: np.ndarray, hats_per_beat: int) -> dict[str, float]:
+        hats = strikes(0.0, 1 / hats_per_beat)
+        bands = np.vstack([kick, snare * 0.5, snare, snare * 0.3, hats])
+        onsets = analysis.Onsets([bands.mean(axis=0)], [bands[:4].mean(axis=0)], [hats], [bands])
+        f = np.reshape(analysis._band_periodicity_features(onsets, analysis.ANALYSIS_SAMPLE_RATE, 80.0), (5, -1))
+        lag = {b: i for i, b in enumerate(analysis.BAND_LAGS_BEATS)}
+        return {"kick_every_beat": f[0, lag[1.0]], "kick_every_other": f[0, lag[2.0]],
+                "hats_32nd": f[4, lag[1 / 8]], "hats_dotted_32nd": f[4, lag[3 / 16]]}  # fmt: skip
+
+    rock_slow = features(strikes(0.0, 2.0), strikes(1.0, 2.0), hats_per_beat=4)
+    rock_fast = features(strikes(0.0, 1.0), strikes(0.5, 1.0), hats_per_beat=4)
+    half_time = features(strikes(0.0, 2.0), strikes(1.0, 2.0), hats_per_beat=8)
+    assert rock_slow["kick_every_beat"] < 0.1 and rock_slow["kick_every_other"] > 0.5
+    assert rock_fast["kick_every_beat"] > 0.5
+    assert half_time["hats_32nd"] > 0.5 > 0 > half_time["hats_dotted_32nd"]
+    assert rock_slow["hats_32nd"] < 0 and rock_fast["hats_32nd"] < 0
 
 
 def test_an_overdriven_minor_chord_is_heard_as_minor(monkeypatch: pytest.MonkeyPatch) -> None:
