@@ -552,8 +552,9 @@ def _metrical_level(onsets: Onsets, sr: int, bpm0: float) -> tuple[float, float,
     what is played between the beats: the snare landing half-way between slow beats (a backbeat at F),
     half-beats as strong as beats, or sixteenths at F (a half-time groove at F rather than thirty-second
     notes at S) all point to F; empty half-beats at F point to S; so does how periodic the onsets are at
-    each level and how busy a beat of S is. A logistic model on those, fitted on generated songs
-    (bench/analysis_music.py, sets independent of the benchmark's), weighs them.
+    each level, how busy a beat of S is and whether kick and snare each come back every beat of S or
+    every other one. A logistic model on those, fitted on generated songs (bench/analysis_music.py, sets
+    independent of the benchmark's), weighs them.
     Returns (bpm, beat contrast at that level, probability that the chosen level is right).
     """
     slow = slow_pulse(bpm0)
