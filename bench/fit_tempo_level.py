@@ -78,7 +78,7 @@ def accuracy(predicted: np.ndarray | None, y: np.ndarray) -> str:
     return "n/a" if predicted is None else f"{(predicted == y).mean():.3f}"
 
 
-def write_module(model: object, mean: np.ndarray, std: np.ndarray, provenance: list[str]) -> None:
+def write_module(mean: np.ndarray, std: np.ndarray, weights: np.ndarray, bias: float, provenance: list[str]) -> None:
     def constant(name: str, values: np.ndarray) -> str:
         items = [f"{v:.5g}" for v in values]
         lines = [", ".join(items[i : i + 10]) for i in range(0, len(items), 10)]
@@ -91,8 +91,8 @@ def write_module(model: object, mean: np.ndarray, std: np.ndarray, provenance: l
         + '"""\n\nimport numpy as np\n\n'
         + constant("MEAN", mean)
         + constant("STD", std)
-        + constant("WEIGHTS", model.coef_[0])
-        + f"BIAS = {model.intercept_[0]:.5g}\n"
+        + constant("WEIGHTS", weights)
+        + f"BIAS = {bias:.5g}\n"
     )
     print(f"wrote {MODEL_MODULE}")
 
@@ -126,7 +126,7 @@ def main() -> None:
         )
         report.append(f"held-out seed {seed}: level accuracy {refit:.3f} ({len(yt)} songs)")
     if args.write:
-        write_module(model, mean, std, [f"C = {args.C}; " + report[0], *report[1:]])
+        write_module(mean, std, model.coef_[0], model.intercept_[0], [f"C = {args.C}; " + report[0], *report[1:]])
 
 
 if __name__ == "__main__":

@@ -56,7 +56,8 @@ MIN_BPM, MAX_BPM = 40.0, 240.0
 N_MELS = 128
 LOW_BAND_HZ = 3000.0  # onset envelope below this: kick, snare body, bass, chords; not hats or cymbals
 # Onset sub-bands below LOW_BAND_HZ (edges in Hz): kick and bass, low mids (snare body, toms, chords),
-# snare crack, upper mids; the band above LOW_BAND_HZ (hats, cymbals) is the fifth.
+# mids, upper mids (the snare's crack spreads over both); the band above LOW_BAND_HZ (hats, cymbals) is
+# the fifth.
 ONSET_BAND_EDGES_HZ = (150.0, 800.0, 2000.0, LOW_BAND_HZ)
 # Lags, in beats of the slow pulse S, at which the level model reads each band's periodicity: from a
 # 32nd note to two beats, with the dotted values between, which tell a grid of 32nds from one of 16ths.
@@ -600,8 +601,8 @@ def _band_periodicity_features(onsets: Onsets, sr: int, slow: float) -> list[flo
 
     Summed over bands, kick and snare alternating every beat of S look like one pulse at S; apart, a
     backbeat at S repeats every other beat and one at 2S every beat. The hats' band tells a grid of
-    32nds of S (a half-time groove at 2S) from 16ths by its periodicity at an eighth of a beat against
-    three sixteenths. Being autocorrelations, these do not depend on where the beat tracker put the
+    32nds of S (a half-time groove at 2S) from 16ths by its periodicity at a 32nd against a dotted 32nd
+    (3/16 of a beat). Being autocorrelations, these do not depend on where the beat tracker put the
     beats, nor on how loud a kit's hats are against its snare, as the beat profiles do.
     """
     fps = sr / HOP
