@@ -20,6 +20,7 @@ import itertools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import librosa
@@ -400,9 +401,10 @@ def _normalise(y: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Onsets:
-    """Onset-strength envelopes, one per excerpt: over all mel bands (as `librosa.onset.onset_strength`),
-    below LOW_BAND_HZ and above it, and in the sub-bands of ONSET_BAND_EDGES_HZ (an array per excerpt,
-    one row per band, the last being the one above LOW_BAND_HZ).
+    """Onset-strength envelopes per excerpt in the sub-bands of ONSET_BAND_EDGES_HZ (`bands`: an array per
+    excerpt, one row per band, the last being the one above LOW_BAND_HZ; each row the mean over its
+    `widths[i]` mel bins), and from them over all bands (as `librosa.onset.onset_strength`), below
+    LOW_BAND_HZ and above it.
 
     The low/mid band holds kick, snare body, bass and chords: it tells the backbeat from the subdivisions.
     The high band holds hi-hats and cymbals, whose grid (eighths or sixteenths of the beat played) the
@@ -410,27 +412,31 @@ class Onsets:
     each of them every other beat, one at 2S every beat.
     """
 
-    full: list[np.ndarray]
-    low: list[np.ndarray]
-    high: list[np.ndarray]
     bands: list[np.ndarray]
+    widths: np.ndarray
+
+    @cached_property
+    def full(self) -> list[np.ndarray]:
+        return [self.widths @ b / self.widths.sum() for b in self.bands]
+
+    @cached_property
+    def low(self) -> list[np.ndarray]:
+        w = self.widths[:-1]
+        return [w @ b[:-1] / w.sum() for b in self.bands]
+
+    @cached_property
+    def high(self) -> list[np.ndarray]:
+        return [b[-1] for b in self.bands]
 
 
 def _onset_envelopes(excerpts: list[np.ndarray], sr: int) -> Onsets:
     mel_hz = librosa.mel_frequencies(n_mels=N_MELS, fmax=sr / 2)
     edges = [0, *(int(np.searchsorted(mel_hz, hz)) for hz in ONSET_BAND_EDGES_HZ), N_MELS]
-    widths = np.diff(edges)
-    n_low = len(ONSET_BAND_EDGES_HZ)  # the sub-bands below LOW_BAND_HZ
-    onsets = Onsets([], [], [], [])
-    for y in excerpts:  # one mel spectrogram serves them all
+    bands = []
+    for y in excerpts:  # one mel spectrogram serves every band
         s = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, hop_length=HOP, n_mels=N_MELS))
-        bands = librosa.onset.onset_strength_multi(S=s, sr=sr, hop_length=HOP, channels=edges)
-        # Each band is the mean over its mel bins, so width-weighted means give the wider envelopes.
-        onsets.full.append(widths @ bands / N_MELS)
-        onsets.low.append(widths[:n_low] @ bands[:n_low] / widths[:n_low].sum())
-        onsets.high.append(bands[n_low])
-        onsets.bands.append(bands)
-    return onsets
+        bands.append(librosa.onset.onset_strength_multi(S=s, sr=sr, hop_length=HOP, channels=edges))
+    return Onsets(bands, np.diff(edges))
 
 
 def _estimate_tempo(excerpts: list[np.ndarray], sr: int) -> _Tempo:
